@@ -1,0 +1,219 @@
+//! Connecting to Redis: connect with a time limit, handshake (HELLO 3 + AUTH, SELECT, CLIENT
+//! TRACKING), serve until the connection fails, then reconnect with capped backoff.
+
+use super::io::{fail_all, reader, writer};
+use super::Status;
+use crate::config::Invalidation;
+use crate::resp::frame::frame_len;
+use crate::resp::write::put_command;
+use crate::shard::Shard;
+use bytes::BytesMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// Short enough that service returns well within a second of Redis coming back.
+const BACKOFF_MAX: Duration = Duration::from_millis(400);
+
+struct Session {
+    stream: TcpStream,
+    leftover: BytesMut,
+    resp3: bool,
+    tracking: bool,
+}
+
+/// Runs for the life of the shard: keeps one backend connection up.
+pub async fn supervise(shard: Rc<Shard>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut was_up = true; // log the first failure
+    loop {
+        if shard.stopping() {
+            return;
+        }
+        shard.backend.st.borrow_mut().status = Status::Connecting;
+        let attempt = monoio::time::timeout(shard.cfg.connect_timeout, connect(&shard)).await;
+        let failure = match attempt {
+            Ok(Ok(session)) => {
+                backoff = BACKOFF_MIN;
+                let why = serve(&shard, session, was_up).await;
+                was_up = true;
+                crate::log!(warn, "shard {}: lost connection to Redis: {why}", shard.id);
+                let msg = format!("ERR backend connection lost: {why}");
+                down(&shard, why, &msg);
+                continue_after(&shard, backoff).await;
+                continue;
+            }
+            Ok(Err(e)) => e,
+            Err(_) => format!(
+                "connecting to {} timed out after {:?}",
+                shard.redis_addr, shard.cfg.connect_timeout
+            ),
+        };
+        if was_up {
+            crate::log!(warn, "shard {}: Redis unavailable: {failure}; retrying", shard.id);
+            was_up = false;
+        }
+        let msg = format!("ERR backend unavailable: {failure}");
+        down(&shard, failure, &msg);
+        continue_after(&shard, backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn continue_after(shard: &Shard, d: Duration) {
+    if !shard.stopping() {
+        monoio::time::sleep(d).await;
+    }
+}
+
+fn down(shard: &Shard, why: String, msg: &str) {
+    {
+        let mut st = shard.backend.st.borrow_mut();
+        st.status = Status::Down;
+        st.generation += 1;
+        st.last_error = why;
+    }
+    shard.backend.flush(); // the writer of the dead connection sees the new generation and exits
+    fail_all(shard, msg);
+}
+
+async fn serve(shard: &Rc<Shard>, s: Session, log_up: bool) -> String {
+    // Invalidations may have been missed while disconnected, and a restarted Redis may hold
+    // nothing of what is cached: start from an empty cache.
+    shard.flush_cache();
+    let generation = {
+        let mut st = shard.backend.st.borrow_mut();
+        st.status = Status::Up;
+        st.generation += 1;
+        st.resp3 = s.resp3;
+        st.tracking = s.tracking;
+        st.generation
+    };
+    if log_up {
+        crate::log!(
+            info,
+            "shard {}: connected to Redis at {} ({}, invalidation: {})",
+            shard.id,
+            shard.redis_addr,
+            if s.resp3 { "RESP3" } else { "RESP2" },
+            if s.tracking { "CLIENT TRACKING" } else { "TTL only" }
+        );
+    }
+    let (r, w) = s.stream.into_split();
+    monoio::spawn(writer(shard.clone(), w, generation));
+    shard.backend.flush();
+    reader(shard, r, s.leftover).await
+}
+
+async fn connect(shard: &Shard) -> Result<Session, String> {
+    let addr = shard.redis_addr;
+    let mut stream = TcpStream::connect_addr(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let target = &shard.cfg.redis;
+    let user = target.user.as_deref().unwrap_or("default");
+    let mut resp3 = false;
+    let mut tracking = false;
+
+    if shard.cfg.invalidation == Invalidation::Tracking {
+        let mut hello: Vec<&[u8]> = vec![b"HELLO", b"3"];
+        if let Some(pass) = &target.password {
+            hello.extend([&b"AUTH"[..], user.as_bytes(), pass.as_bytes()]);
+        }
+        let reply = roundtrip(&mut stream, &mut buf, &hello).await?;
+        if reply.starts_with(b"%") || reply.starts_with(b"*") {
+            resp3 = true;
+        } else if is_auth_error(&reply) {
+            return Err(format!("authentication failed: {}", error_text(&reply)));
+        } else {
+            crate::log!(
+                warn,
+                "shard {}: Redis refused HELLO 3 ({}): caching with TTL only, no invalidation",
+                shard.id,
+                error_text(&reply)
+            );
+        }
+    }
+    if !resp3 {
+        if let Some(pass) = &target.password {
+            let mut auth: Vec<&[u8]> = vec![b"AUTH"];
+            if target.user.is_some() {
+                auth.push(user.as_bytes());
+            }
+            auth.push(pass.as_bytes());
+            let reply = roundtrip(&mut stream, &mut buf, &auth).await?;
+            if !reply.starts_with(b"+") {
+                return Err(format!("authentication failed: {}", error_text(&reply)));
+            }
+        }
+    }
+    if target.db != 0 {
+        let db = target.db.to_string();
+        let reply = roundtrip(&mut stream, &mut buf, &[b"SELECT", db.as_bytes()]).await?;
+        if !reply.starts_with(b"+") {
+            return Err(format!("SELECT {db} failed: {}", error_text(&reply)));
+        }
+    }
+    if resp3 {
+        let reply = roundtrip(&mut stream, &mut buf, &[b"CLIENT", b"TRACKING", b"ON"]).await?;
+        if reply.starts_with(b"+") {
+            tracking = true;
+        } else {
+            crate::log!(
+                warn,
+                "shard {}: Redis refused CLIENT TRACKING ({}): caching with TTL only",
+                shard.id,
+                error_text(&reply)
+            );
+        }
+    }
+    Ok(Session { stream, leftover: buf, resp3, tracking })
+}
+
+fn is_auth_error(reply: &[u8]) -> bool {
+    reply.starts_with(b"-WRONGPASS")
+        || reply.starts_with(b"-NOAUTH")
+        || reply.starts_with(b"-ERR invalid password")
+        || reply.starts_with(b"-ERR AUTH")
+        || reply.starts_with(b"-NOPERM")
+}
+
+fn error_text(reply: &[u8]) -> String {
+    let s = String::from_utf8_lossy(reply);
+    s.trim_start_matches(['-', '!']).trim_end().to_string()
+}
+
+/// Sends one command and reads its reply (skipping any push) during the handshake.
+async fn roundtrip(stream: &mut TcpStream, buf: &mut BytesMut, args: &[&[u8]]) -> Result<Vec<u8>, String> {
+    let mut cmd = BytesMut::new();
+    put_command(&mut cmd, args.iter().copied());
+    let (res, _) = stream.write_all(cmd).await;
+    res.map_err(|e| format!("write to Redis: {e}"))?;
+    loop {
+        match frame_len(buf) {
+            Ok(Some(info)) => {
+                let frame = buf.split_to(info.len);
+                if !info.push {
+                    return Ok(frame.to_vec());
+                }
+            }
+            Ok(None) => {
+                buf.reserve(16 * 1024);
+                let len = buf.len();
+                let owned = std::mem::take(buf);
+                let (res, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(owned, len..)).await;
+                *buf = slice.into_inner();
+                match res {
+                    Ok(0) => return Err("Redis closed the connection during the handshake".into()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("read from Redis: {e}")),
+                }
+            }
+            Err(e) => return Err(format!("protocol error from Redis: {}", e.0)),
+        }
+    }
+}

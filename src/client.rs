@@ -1,0 +1,280 @@
+//! One client connection: the reader task scans requests and dispatches each (local answer,
+//! cache hit, or backend request); the writer task sends replies in order, one write per batch.
+
+use crate::backend::{Admit, Waiter};
+use crate::command::{classify, script_keys, write_keys, Keys, Kind};
+use crate::fetch::Join;
+use crate::mget::Mget;
+use crate::replies::ClientShared;
+use crate::resp::convert::Shape;
+use crate::resp::request::{Args, RequestScanner, Scan, MAX_BULK};
+use crate::resp::write::{put_bulk, put_error, put_header};
+use crate::shard::Shard;
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const READ_CHUNK: usize = 16 * 1024;
+/// Stop reading from a client while this many reply bytes wait to be written to it...
+const OUT_HIGH: usize = 8 << 20;
+/// ...or this many of its requests wait for Redis.
+const PENDING_HIGH: usize = 16 * 1024;
+const KEEP_BUF: usize = 1 << 20;
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let client = Rc::new(ClientShared::new());
+    shard.register_client(&client);
+    let writer = monoio::spawn(write_loop(client.clone(), w));
+    read_loop(&shard, &client, r).await;
+    client.close();
+    writer.await;
+}
+
+async fn write_loop(client: Rc<ClientShared>, mut w: OwnedWriteHalf<TcpStream>) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    while client.next_batch(&mut buf).await {
+        let (res, b) = w.write_all(buf).await;
+        buf = b;
+        if res.is_err() {
+            client.mark_dead();
+            break;
+        }
+        buf.clear();
+        if buf.capacity() > KEEP_BUF {
+            buf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        client.wake_reader();
+    }
+}
+
+enum Flow {
+    Next,
+    Quit,
+    /// The backend's in-flight limit is reached: wait for room for this many requests.
+    Wait(usize),
+}
+
+async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHalf<TcpStream>) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scanner = RequestScanner::new();
+    let mut want = 0usize;
+    loop {
+        client.wait_backlog_below(OUT_HIGH, PENDING_HIGH).await;
+        if client.is_dead() {
+            return;
+        }
+        // A large command announced its size: read it in few, large reads.
+        let room = want.saturating_sub(buf.len()).clamp(READ_CHUNK, MAX_BULK + 1024);
+        buf.reserve(room);
+        let len = buf.len();
+        let (res, slice) = r.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
+        buf = slice.into_inner();
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        shard.update_clock();
+        let mut consumed = 0;
+        let mut quit = false;
+        loop {
+            match scanner.scan(&buf[consumed..]) {
+                Scan::Command { len, inline } => {
+                    let cmd = &buf[consumed..consumed + len];
+                    let args = scanner.args(cmd);
+                    let raw = (!inline).then_some(cmd);
+                    loop {
+                        match dispatch(shard, client, args, raw) {
+                            Flow::Next => break,
+                            Flow::Quit => {
+                                quit = true;
+                                break;
+                            }
+                            Flow::Wait(n) => {
+                                shard.backend.flush();
+                                shard.backend.wait_space(n).await;
+                            }
+                        }
+                    }
+                    consumed += len;
+                    want = 0;
+                    if quit {
+                        break;
+                    }
+                }
+                Scan::Skip { len } => consumed += len,
+                Scan::Incomplete { hint } => {
+                    want = hint;
+                    break;
+                }
+                Scan::Error(e) => {
+                    client.push_local(|o| {
+                        put_error(o, format!("ERR Protocol error: {}", e.0).as_bytes())
+                    });
+                    quit = true;
+                    break;
+                }
+            }
+        }
+        buf.advance(consumed);
+        shard.backend.flush();
+        client.wake_writer();
+        if quit {
+            return;
+        }
+        if buf.is_empty() && buf.capacity() > KEEP_BUF {
+            buf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
+
+fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
+    let class = classify(&args);
+    match class.kind {
+        Kind::Get if shard.cache_on => get(shard, client, args, raw),
+        Kind::Mget if shard.cache_on => mget(shard, client, args),
+        Kind::Get | Kind::Mget | Kind::Read => forward(shard, client, args, raw, class.shape),
+        Kind::Write(keys) => {
+            if let Some(flow) = not_admitted(shard, client, 1) {
+                return flow;
+            }
+            if shard.cache_on {
+                invalidate(shard, &args, keys);
+            }
+            forward(shard, client, args, raw, class.shape)
+        }
+        Kind::Flush => {
+            if let Some(flow) = not_admitted(shard, client, 1) {
+                return flow;
+            }
+            shard.flush_cache();
+            forward(shard, client, args, raw, class.shape)
+        }
+        Kind::Ping => {
+            client.push_local(|o| match args.len() {
+                1 => o.extend_from_slice(b"+PONG\r\n"),
+                _ => put_bulk(o, args.get(1)),
+            });
+            Flow::Next
+        }
+        Kind::Echo => {
+            client.push_local(|o| put_bulk(o, args.get(1)));
+            Flow::Next
+        }
+        Kind::Quit => {
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            Flow::Quit
+        }
+        Kind::Refused(why) => {
+            let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
+            let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
+            client.push_local(|o| put_error(o, msg.as_bytes()));
+            Flow::Next
+        }
+    }
+}
+
+/// `Some(flow)` if `n` requests cannot be queued to the backend now.
+#[inline]
+fn not_admitted(shard: &Shard, client: &ClientShared, n: usize) -> Option<Flow> {
+    match shard.backend.admit(n) {
+        Admit::Yes => None,
+        Admit::Full => Some(Flow::Wait(n)),
+        Admit::Down => {
+            client.push_local(|o| shard.backend.put_down_error(o));
+            Some(Flow::Next)
+        }
+    }
+}
+
+fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
+    match keys {
+        Keys::Script => {
+            if let Some(range) = script_keys(args) {
+                for i in range {
+                    shard.invalidate(args.get(i));
+                }
+            }
+        }
+        k => {
+            for i in write_keys(k, args.len()) {
+                shard.invalidate(args.get(i));
+            }
+        }
+    }
+}
+
+fn forward(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>, shape: Shape) -> Flow {
+    if let Some(flow) = not_admitted(shard, client, 1) {
+        return flow;
+    }
+    let seq = client.push_pending();
+    let w = Waiter::Reply { client: client.clone(), seq, shape };
+    match raw {
+        Some(raw) => shard.backend.send_raw(raw, w),
+        None => shard.backend.send_args(args.iter(), w),
+    }
+    Flow::Next
+}
+
+fn get(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
+    let key = args.get(1);
+    if let Some(reply) = shard.cache.borrow_mut().get(key, shard.now()) {
+        client.push_local(|o| o.extend_from_slice(reply));
+        return Flow::Next;
+    }
+    match shard.inflight.borrow_mut().join(key, client, || client.push_pending()) {
+        Join::Joined => return Flow::Next,
+        Join::Value(v) => {
+            client.push_local(|o| o.extend_from_slice(&v));
+            return Flow::Next;
+        }
+        Join::Start => {}
+    }
+    if let Some(flow) = not_admitted(shard, client, 2) {
+        return flow;
+    }
+    let seq = client.push_pending();
+    let f = shard.inflight.borrow_mut().start(key, client.clone(), seq, shard.now());
+    match raw {
+        Some(raw) => shard.backend.send_raw(raw, Waiter::Get(f.clone())),
+        None => shard.backend.send_args(args.iter(), Waiter::Get(f.clone())),
+    }
+    shard.backend.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
+    Flow::Next
+}
+
+fn mget(shard: &Shard, client: &Rc<ClientShared>, args: Args) -> Flow {
+    let now = shard.now();
+    let mut parts = Vec::with_capacity(args.len() - 1);
+    {
+        let mut cache = shard.cache.borrow_mut();
+        for key in args.iter().skip(1) {
+            parts.push(cache.get(key, now).map(Bytes::copy_from_slice));
+        }
+    }
+    if parts.iter().all(Option::is_some) {
+        client.push_local(|o| {
+            put_header(o, b'*', parts.len() as i64);
+            for p in parts.iter().flatten() {
+                o.extend_from_slice(p);
+            }
+        });
+        return Flow::Next;
+    }
+    if let Some(flow) = not_admitted(shard, client, 1) {
+        return flow;
+    }
+    let seq = client.push_pending();
+    let missing: Vec<&[u8]> = std::iter::once(&b"MGET"[..])
+        .chain(args.iter().skip(1).zip(&parts).filter(|(_, p)| p.is_none()).map(|(k, _)| k))
+        .collect();
+    let m = Mget { client: client.clone(), seq, parts };
+    shard
+        .backend
+        .send_args(missing.into_iter(), Waiter::Mget(Rc::new(RefCell::new(m))));
+    Flow::Next
+}

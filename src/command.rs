@@ -1,0 +1,288 @@
+//! The dispatch table: command name -> what the proxy does with it.
+//!
+//! Every command redis-server flags as a write must appear here as a write (or be refused):
+//! `tests/command_table.rs` checks this against the live `COMMAND` output of a real server.
+//! Commands missing from the table are treated as writes of all their arguments: an unknown
+//! (e.g. module) command can then cost a cache entry, but never serve a stale one.
+
+use crate::resp::convert::Shape;
+use crate::resp::request::Args;
+
+/// Which arguments name keys that a write modifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Arguments `first..=last` every `step`; a negative `last` counts from the end (-1 = last).
+    Range { first: u8, last: i8, step: u8 },
+    /// Keys are found by keywords or counts (SORT .. STORE, MIGRATE, LMPOP): every argument
+    /// after the name is invalidated, which is always safe.
+    AllArgs,
+    /// EVAL-style: `numkeys` at argument 2, keys after it.
+    Script,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `GET key`: served from the cache.
+    Get,
+    /// `MGET key...`: each key from the cache, the missing ones fetched in one command.
+    Mget,
+    /// Forwarded; modifies no key.
+    Read,
+    /// Forwarded after the keys are dropped from this shard's cache.
+    Write(Keys),
+    /// FLUSHALL / FLUSHDB: the cache is emptied, then the command is forwarded.
+    Flush,
+    Ping,
+    Echo,
+    Quit,
+    /// Holds per-connection server state: cannot share the pipelined backend connection.
+    Refused(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    pub kind: Kind,
+    pub shape: Shape,
+}
+
+const fn w(first: u8, last: i8, step: u8) -> Kind {
+    Kind::Write(Keys::Range { first, last, step })
+}
+const W1: Kind = w(1, 1, 1);
+const WALL: Kind = Kind::Write(Keys::AllArgs);
+const STATE: &str = "it holds per-connection server state";
+const BLOCK: &str = "it blocks the connection";
+const ADMIN: &str = "it would act on the proxy's shared backend connection";
+
+/// Classifies a command by its name (any case) and, where it matters, its arguments.
+pub fn classify(args: &Args) -> Class {
+    let mut upper = [0u8; 24];
+    let name = args.get(0);
+    if name.len() > upper.len() {
+        return Class { kind: WALL, shape: Shape::Plain };
+    }
+    for (d, s) in upper.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    let name = &upper[..name.len()];
+    let kind = kind_of(name, args);
+    let shape = shape_of(name, args);
+    Class { kind, shape }
+}
+
+/// The kind of a command from its upper-case name alone (argument-dependent cases aside).
+pub fn kind_of_name(name: &[u8]) -> Kind {
+    table(name)
+}
+
+fn kind_of(name: &[u8], args: &Args) -> Kind {
+    match name {
+        b"GET" if args.len() == 2 => Kind::Get,
+        b"GET" => Kind::Read,
+        b"MGET" if args.len() >= 2 => Kind::Mget,
+        b"PING" if args.len() <= 2 => Kind::Ping,
+        b"ECHO" if args.len() == 2 => Kind::Echo,
+        b"XREAD" | b"XREADGROUP" if has_word(args, b"BLOCK") => Kind::Refused(BLOCK),
+        _ => table(name),
+    }
+}
+
+fn has_word(args: &Args, word: &[u8]) -> bool {
+    args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word))
+}
+
+fn shape_of(name: &[u8], args: &Args) -> Shape {
+    match name {
+        b"LPOP" | b"RPOP" if args.len() >= 3 => Shape::NullArray,
+        b"LMPOP" | b"ZMPOP" | b"GEOPOS" => Shape::NullArray,
+        b"XREAD" | b"XREADGROUP" => Shape::StreamMap,
+        b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZREVRANGEBYSCORE" | b"ZREVRANGE" | b"ZRANGEBYLEX"
+        | b"ZREVRANGEBYLEX" | b"ZPOPMIN" | b"ZPOPMAX" | b"ZRANDMEMBER" | b"ZUNION" | b"ZINTER"
+        | b"ZDIFF" | b"HRANDFIELD" => Shape::FlattenPairs,
+        _ => Shape::Plain,
+    }
+}
+
+#[rustfmt::skip]
+fn table(name: &[u8]) -> Kind {
+    match name {
+        // Answered by the proxy itself.
+        b"PING" => Kind::Read, // PING with too many arguments: Redis's arity error.
+        b"ECHO" => Kind::Read,
+        b"QUIT" => Kind::Quit,
+        b"GET" => Kind::Read,
+        b"MGET" => Kind::Read,
+
+        // String writes.
+        b"SET" | b"SETNX" | b"SETEX" | b"PSETEX" | b"APPEND" | b"SETRANGE" | b"SETBIT"
+        | b"INCR" | b"INCRBY" | b"INCRBYFLOAT" | b"DECR" | b"DECRBY" | b"GETSET" | b"GETDEL"
+        | b"GETEX" | b"BITFIELD" | b"PFADD" | b"RESTORE" | b"RESTORE-ASKING" | b"MOVE" => W1,
+        b"MSET" | b"MSETNX" => w(1, -1, 2),
+        b"DEL" | b"UNLINK" | b"PFMERGE" | b"PFCOUNT" => w(1, -1, 1),
+        b"BITOP" => w(2, -1, 1),
+        b"PFDEBUG" => w(2, 2, 1),
+        b"RENAME" | b"RENAMENX" | b"COPY" | b"SMOVE" | b"LMOVE" | b"RPOPLPUSH"
+        | b"ZRANGESTORE" | b"GEOSEARCHSTORE" => w(1, 2, 1),
+        // Expiry changes the key's lifetime, so the cached entry's too.
+        b"EXPIRE" | b"PEXPIRE" | b"EXPIREAT" | b"PEXPIREAT" | b"PERSIST" => W1,
+
+        // Writes to other types: a cached GET of such a key holds a WRONGTYPE error or a nil
+        // that the write turns stale.
+        b"HSET" | b"HSETNX" | b"HMSET" | b"HDEL" | b"HINCRBY" | b"HINCRBYFLOAT"
+        | b"LPUSH" | b"LPUSHX" | b"RPUSH" | b"RPUSHX" | b"LPOP" | b"RPOP" | b"LREM" | b"LSET"
+        | b"LTRIM" | b"LINSERT"
+        | b"SADD" | b"SREM" | b"SPOP"
+        | b"ZADD" | b"ZINCRBY" | b"ZREM" | b"ZREMRANGEBYLEX" | b"ZREMRANGEBYRANK"
+        | b"ZREMRANGEBYSCORE" | b"ZPOPMIN" | b"ZPOPMAX" | b"ZUNIONSTORE" | b"ZINTERSTORE"
+        | b"ZDIFFSTORE" | b"GEOADD"
+        | b"XADD" | b"XDEL" | b"XTRIM" | b"XACK" | b"XCLAIM" | b"XAUTOCLAIM" | b"XSETID" => W1,
+        b"SINTERSTORE" | b"SUNIONSTORE" | b"SDIFFSTORE" => w(1, -1, 1),
+        b"SORT" | b"GEORADIUS" | b"GEORADIUSBYMEMBER" | b"MIGRATE" | b"LMPOP" | b"ZMPOP"
+        | b"XGROUP" | b"XREADGROUP" => WALL,
+        b"EVAL" | b"EVALSHA" | b"FCALL" => Kind::Write(Keys::Script),
+        b"FLUSHALL" | b"FLUSHDB" => Kind::Flush,
+
+        // Reads and server-wide commands that modify no key.
+        b"STRLEN" | b"GETRANGE" | b"SUBSTR" | b"GETBIT" | b"BITCOUNT" | b"BITPOS" | b"LCS"
+        | b"EXISTS" | b"TYPE" | b"TTL" | b"PTTL" | b"EXPIRETIME" | b"PEXPIRETIME" | b"TOUCH"
+        | b"DUMP" | b"KEYS" | b"SCAN" | b"RANDOMKEY" | b"DBSIZE"
+        | b"HGET" | b"HMGET" | b"HGETALL" | b"HKEYS" | b"HVALS" | b"HLEN" | b"HEXISTS"
+        | b"HSTRLEN" | b"HSCAN" | b"HRANDFIELD"
+        | b"LLEN" | b"LRANGE" | b"LINDEX" | b"LPOS"
+        | b"SMEMBERS" | b"SISMEMBER" | b"SMISMEMBER" | b"SCARD" | b"SINTER" | b"SUNION"
+        | b"SDIFF" | b"SINTERCARD" | b"SRANDMEMBER" | b"SSCAN"
+        | b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZREVRANGEBYSCORE" | b"ZREVRANGE" | b"ZRANGEBYLEX"
+        | b"ZREVRANGEBYLEX" | b"ZCARD" | b"ZCOUNT" | b"ZLEXCOUNT" | b"ZSCORE" | b"ZMSCORE"
+        | b"ZRANK" | b"ZREVRANK" | b"ZRANDMEMBER" | b"ZUNION" | b"ZINTER" | b"ZDIFF"
+        | b"ZINTERCARD" | b"ZSCAN"
+        | b"GEOPOS" | b"GEODIST" | b"GEOHASH" | b"GEOSEARCH" | b"GEORADIUS_RO"
+        | b"GEORADIUSBYMEMBER_RO"
+        | b"XRANGE" | b"XREVRANGE" | b"XLEN" | b"XREAD" | b"XINFO" | b"XPENDING"
+        | b"SORT_RO" | b"BITFIELD_RO" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL_RO"
+        | b"INFO" | b"TIME" | b"LASTSAVE" | b"LOLWUT" | b"COMMAND" | b"MEMORY" | b"LATENCY"
+        | b"SLOWLOG" | b"CONFIG" | b"SCRIPT" | b"FUNCTION" | b"PUBLISH" | b"SPUBLISH"
+        | b"PUBSUB" | b"ROLE" | b"SAVE" | b"BGSAVE" | b"BGREWRITEAOF" | b"ACL" | b"CLUSTER"
+        | b"OBJECT" => Kind::Read,
+
+        // Per-connection state: would leak into every client sharing the backend connection.
+        b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" | b"SELECT" | b"CLIENT"
+        | b"HELLO" | b"RESET" | b"AUTH" | b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
+        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
+        | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
+        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
+        | b"BZMPOP" | b"WAIT" | b"WAITAOF" | b"DEBUG" => Kind::Refused(BLOCK),
+        b"SWAPDB" | b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" => Kind::Refused(ADMIN),
+
+        _ => WALL,
+    }
+}
+
+/// The key arguments a write command modifies, as indices into its arguments.
+pub fn write_keys(keys: Keys, argc: usize) -> impl Iterator<Item = usize> {
+    let (first, last, step) = match keys {
+        Keys::Range { first, last, step } => {
+            let last = if last < 0 { argc as isize + last as isize } else { last as isize };
+            (first as usize, last.max(0) as usize, step as usize)
+        }
+        Keys::AllArgs => (1, argc.saturating_sub(1), 1),
+        Keys::Script => (1, 0, 1), // resolved by the caller with `script_keys`
+    };
+    let last = last.min(argc.saturating_sub(1));
+    (first..=last).step_by(step.max(1)).filter(move |&i| i >= 1 && i < argc)
+}
+
+/// Keys declared by an EVAL/EVALSHA/FCALL: `numkeys` at argument 2. `None` if `numkeys` is
+/// not a number or exceeds the arguments (Redis then refuses the command itself).
+pub fn script_keys(args: &Args) -> Option<std::ops::Range<usize>> {
+    let n: usize = std::str::from_utf8(args.get(2)).ok()?.parse().ok()?;
+    (3 + n <= args.len()).then_some(3..3 + n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::request::{RequestScanner, Scan};
+
+    fn class(line: &str) -> Class {
+        let input = format!("{line}\r\n");
+        let mut sc = RequestScanner::new();
+        assert!(matches!(sc.scan(input.as_bytes()), Scan::Command { .. }));
+        classify(&sc.args(input.as_bytes()))
+    }
+
+    fn keys(line: &str) -> Vec<String> {
+        let input = format!("{line}\r\n");
+        let mut sc = RequestScanner::new();
+        sc.scan(input.as_bytes());
+        let args = sc.args(input.as_bytes());
+        match classify(&args).kind {
+            Kind::Write(Keys::Script) => script_keys(&args)
+                .unwrap()
+                .map(|i| String::from_utf8(args.get(i).to_vec()).unwrap())
+                .collect(),
+            Kind::Write(k) => write_keys(k, args.len())
+                .map(|i| String::from_utf8(args.get(i).to_vec()).unwrap())
+                .collect(),
+            other => panic!("{line}: not a write: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gets_are_cacheable_only_with_one_key() {
+        assert_eq!(class("get k").kind, Kind::Get);
+        assert_eq!(class("GET a b").kind, Kind::Read);
+        assert_eq!(class("mget a b").kind, Kind::Mget);
+    }
+
+    /// GETSET, GETDEL and GETEX read *and* write: a cache that treats them as reads lies.
+    #[test]
+    fn read_modify_commands_are_writes() {
+        for c in ["getset k v", "getdel k", "getex k ex 1", "incr k", "append k v", "setrange k 0 v"] {
+            assert_eq!(keys(c), vec!["k"], "{c}");
+        }
+    }
+
+    #[test]
+    fn key_positions() {
+        assert_eq!(keys("set k v"), ["k"]);
+        assert_eq!(keys("del a b c"), ["a", "b", "c"]);
+        assert_eq!(keys("mset a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("msetnx a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("rename a b"), ["a", "b"]);
+        assert_eq!(keys("copy a b replace"), ["a", "b"]);
+        assert_eq!(keys("bitop and d s1 s2"), ["d", "s1", "s2"]);
+        assert_eq!(keys("expire k 10"), ["k"]);
+        assert_eq!(keys("sort s store d"), ["s", "store", "d"]);
+        assert_eq!(keys("eval x 2 a b c"), ["a", "b"]);
+        assert_eq!(keys("sunionstore d a"), ["d", "a"]);
+        assert_eq!(keys("set"), Vec::<String>::new());
+        assert_eq!(keys("frobnicate a b"), ["a", "b"]);
+    }
+
+    #[test]
+    fn stateful_commands_are_refused() {
+        for c in ["multi", "exec", "watch k", "blpop k 0", "subscribe c", "select 1", "client list",
+                  "hello 3", "monitor", "reset", "xread block 0 streams s 0", "swapdb 0 1"] {
+            assert!(matches!(class(c).kind, Kind::Refused(_)), "{c}");
+        }
+        assert_eq!(class("xread count 1 streams s 0").kind, Kind::Read);
+    }
+
+    #[test]
+    fn local_commands() {
+        assert_eq!(class("ping").kind, Kind::Ping);
+        assert_eq!(class("PING hi").kind, Kind::Ping);
+        assert_eq!(class("ping a b").kind, Kind::Read);
+        assert_eq!(class("echo x").kind, Kind::Echo);
+        assert_eq!(class("quit").kind, Kind::Quit);
+        assert_eq!(class("flushall").kind, Kind::Flush);
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(class("zrange z 0 -1 withscores").shape, Shape::FlattenPairs);
+        assert_eq!(class("lpop l 2").shape, Shape::NullArray);
+        assert_eq!(class("lpop l").shape, Shape::Plain);
+        assert_eq!(class("xread streams s 0").shape, Shape::StreamMap);
+    }
+}

@@ -1,0 +1,244 @@
+//! Command line and environment configuration: one documented struct (its doc comments are
+//! `--help`), parsed by clap, checked by `validate`.
+
+use clap::{Parser, ValueEnum};
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "redis-proxy",
+    version,
+    about = "A Redis-compatible caching proxy: GETs served from a per-core LRU/TTL cache kept \
+             coherent with Redis's CLIENT TRACKING; everything else pipelined to Redis.",
+    after_help = "Every option can also be set from the environment as REDIS_PROXY_<NAME>, \
+                  e.g. REDIS_PROXY_CAPACITY=100000."
+)]
+pub struct Config {
+    /// Address to accept RESP clients on (one SO_REUSEPORT listener per thread).
+    #[arg(long, env = "REDIS_PROXY_LISTEN", default_value = "127.0.0.1:6380")]
+    pub listen: String,
+
+    /// Backing Redis: host:port or redis://[user:password@]host:port[/db]. Credentials and db
+    /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT).
+    #[arg(long, env = "REDIS_PROXY_REDIS", default_value = "127.0.0.1:6379", value_parser = RedisTarget::parse)]
+    pub redis: RedisTarget,
+
+    /// Most keys cached by the whole proxy, split evenly across threads; 0 turns the cache off.
+    #[arg(long, env = "REDIS_PROXY_CAPACITY", default_value_t = 10_000)]
+    pub capacity: usize,
+
+    /// Longest a cached entry lives (e.g. 500ms, 2m, 1h). A key's own TTL in Redis, when
+    /// shorter, bounds it too.
+    #[arg(long, env = "REDIS_PROXY_EXPIRE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub expire: Duration,
+
+    /// Number of shards: one pinned thread each, with its own listener, cache and backend
+    /// connection. Default: one per CPU.
+    #[arg(long, env = "REDIS_PROXY_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Most requests in flight to Redis per shard; beyond it clients wait (backpressure).
+    #[arg(long, env = "REDIS_PROXY_REDIS_OPS_LIMIT", default_value_t = 4096)]
+    pub redis_ops_limit: usize,
+
+    /// Time allowed to connect (and authenticate) to Redis before requests get an error.
+    #[arg(long, env = "REDIS_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// How the cache learns of writes made straight to Redis: `tracking` uses Redis's
+    /// server-assisted client-side caching (RESP3 push invalidations); `off` relies on
+    /// --expire and on the proxy's own writes only.
+    #[arg(long, env = "REDIS_PROXY_INVALIDATION", value_enum, default_value_t = Invalidation::Tracking)]
+    pub invalidation: Invalidation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Invalidation {
+    Tracking,
+    Off,
+}
+
+/// Where the backing Redis is and how to log in. `Debug` and `Display` never show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl RedisTarget {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.contains("://") {
+            let url = url::Url::parse(s).map_err(|e| format!("invalid Redis URL: {e}"))?;
+            if url.scheme() != "redis" {
+                return Err(format!("unsupported scheme '{}': use redis://", url.scheme()));
+            }
+            let host = url.host_str().ok_or("Redis URL has no host")?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let decode = |v: &str| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .map(|c| c.into_owned())
+                    .map_err(|_| "Redis URL credentials are not valid UTF-8".to_string())
+            };
+            let user = (!url.username().is_empty()).then(|| decode(url.username())).transpose()?;
+            let password = url.password().map(decode).transpose()?;
+            let path = url.path().trim_start_matches('/');
+            let db = if path.is_empty() {
+                0
+            } else {
+                path.parse().map_err(|_| format!("invalid db number '{path}'"))?
+            };
+            Ok(RedisTarget { host, port: url.port().unwrap_or(6379), user, password, db })
+        } else {
+            let (host, port) = s
+                .rsplit_once(':')
+                .ok_or_else(|| format!("expected host:port, got '{s}'"))?;
+            let port = port.parse().map_err(|_| format!("invalid port in '{s}'"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            Ok(RedisTarget { host, port, user: None, password: None, db: 0 })
+        }
+    }
+
+    /// Resolves the host once, at start-up: name resolution would block a shard's core.
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve Redis host '{}': {e}", self.host))?
+            .next()
+            .ok_or_else(|| format!("Redis host '{}' resolves to no address", self.host))
+    }
+}
+
+impl fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis://")?;
+        if let Some(u) = &self.user {
+            write!(f, "{u}")?;
+        }
+        if self.password.is_some() {
+            write!(f, ":***")?;
+        }
+        if self.user.is_some() || self.password.is_some() {
+            write!(f, "@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}/{}", self.host, self.port, self.db)
+        } else {
+            write!(f, "{}:{}/{}", self.host, self.port, self.db)
+        }
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Config {
+    pub fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Cache capacity of one shard: the total split evenly, rounded up.
+    pub fn shard_capacity(&self) -> usize {
+        self.capacity.div_ceil(self.threads())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
+        if self.threads() > 1024 {
+            return Err("--threads must be at most 1024".into());
+        }
+        if self.redis_ops_limit == 0 {
+            return Err("--redis-ops-limit must be at least 1".into());
+        }
+        if self.expire.is_zero() && self.capacity > 0 {
+            return Err("--expire must be positive (use --capacity 0 to turn the cache off)".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return Err("--connect-timeout must be positive".into());
+        }
+        self.listen_addr()?;
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen
+            .to_socket_addrs()
+            .map_err(|e| format!("invalid --listen '{}': {e}", self.listen))?
+            .next()
+            .ok_or_else(|| format!("--listen '{}' resolves to no address", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let c = Config::try_parse_from(std::iter::once("redis-proxy").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:6380");
+        assert_eq!(c.redis.port, 6379);
+        assert_eq!(c.capacity, 10_000);
+        assert_eq!(c.expire, Duration::from_secs(300));
+        assert_eq!(c.connect_timeout, Duration::from_secs(1));
+        assert_eq!(c.invalidation, Invalidation::Tracking);
+        assert!(c.threads() >= 1);
+    }
+
+    #[test]
+    fn durations_and_numbers() {
+        let c = parse(&["--expire", "500ms", "--capacity", "0", "--threads", "3"]).unwrap();
+        assert_eq!(c.expire, Duration::from_millis(500));
+        assert_eq!(c.shard_capacity(), 0);
+        let c = parse(&["--expire", "2m", "--capacity", "10", "--threads", "3"]).unwrap();
+        assert_eq!(c.expire, Duration::from_secs(120));
+        assert_eq!(c.shard_capacity(), 4);
+    }
+
+    #[test]
+    fn rejections() {
+        assert!(parse(&["--threads", "0"]).is_err());
+        assert!(parse(&["--expire", "soon"]).is_err());
+        assert!(parse(&["--redis-ops-limit", "0"]).is_err());
+        assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--redis", "ftp://x:1"]).is_err());
+        assert!(parse(&["--redis", "localhost"]).is_err());
+        assert!(parse(&["--redis", "redis://h:1/x"]).is_err());
+    }
+
+    #[test]
+    fn redis_urls() {
+        let t = RedisTarget::parse("redis://bob:p%40ss@db.example:6390/3").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.db), ("db.example", 6390, 3));
+        assert_eq!(t.user.as_deref(), Some("bob"));
+        assert_eq!(t.password.as_deref(), Some("p@ss"));
+        let t = RedisTarget::parse("redis://:secret@127.0.0.1").unwrap();
+        assert_eq!((t.user.clone(), t.password.as_deref(), t.port), (None, Some("secret"), 6379));
+        let t = RedisTarget::parse("[::1]:7000").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 7000));
+    }
+
+    #[test]
+    fn password_never_displayed() {
+        let t = RedisTarget::parse("redis://bob:hunter2@h:1/0").unwrap();
+        assert!(!format!("{t} {t:?}").contains("hunter2"));
+    }
+}

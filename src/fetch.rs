@@ -1,0 +1,126 @@
+//! Cache fills in flight: single flight per key, and the guard that keeps a fetch from filling
+//! the cache with a value a later write (or invalidation) has made stale.
+//!
+//! A miss sends `GET key` and `PTTL key` back to back. The GET reply goes to every client waiting
+//! for the key; the PTTL reply decides how long the value may be cached (never past the key's own
+//! TTL in Redis). A write to the key, an invalidation push for it, or a flush sets `poisoned`
+//! and unlinks the fetch, so the value is delivered to its waiters but never cached, and later
+//! readers start a fresh fetch.
+
+use crate::replies::ClientShared;
+use bytes::Bytes;
+use hashbrown::HashMap;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub struct Fetch {
+    pub key: Bytes,
+    /// Clients waiting for the GET reply: (client, reply sequence number).
+    pub waiters: Vec<(Rc<ClientShared>, u64)>,
+    /// The GET reply in RESP2 form, once it has arrived (cacheable replies only).
+    pub value: Option<Bytes>,
+    pub poisoned: bool,
+    /// Shard clock when the GET was queued: the cached lifetime counts from here.
+    pub sent_at: u32,
+}
+
+pub type FetchRef = Rc<RefCell<Fetch>>;
+
+#[derive(Default)]
+pub struct Inflight {
+    map: HashMap<Bytes, FetchRef, foldhash::fast::RandomState>,
+}
+
+pub enum Join {
+    /// A fetch is under way: the caller was added to its waiters.
+    Joined,
+    /// The value just arrived (its TTL has not yet): answer with it now.
+    Value(Bytes),
+    /// No usable fetch: the caller must start one.
+    Start,
+}
+
+impl Inflight {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Joins the fetch of `key` if one is under way.
+    pub fn join(&mut self, key: &[u8], client: &Rc<ClientShared>, seq: impl FnOnce() -> u64) -> Join {
+        let Some(f) = self.map.get(key) else {
+            return Join::Start;
+        };
+        let mut f = f.borrow_mut();
+        if let Some(v) = &f.value {
+            return Join::Value(v.clone());
+        }
+        f.waiters.push((client.clone(), seq()));
+        Join::Joined
+    }
+
+    pub fn start(&mut self, key: &[u8], client: Rc<ClientShared>, seq: u64, now: u32) -> FetchRef {
+        let key = Bytes::copy_from_slice(key);
+        let f = Rc::new(RefCell::new(Fetch {
+            key: key.clone(),
+            waiters: vec![(client, seq)],
+            value: None,
+            poisoned: false,
+            sent_at: now,
+        }));
+        if let Some(old) = self.map.insert(key, f.clone()) {
+            old.borrow_mut().poisoned = true;
+        }
+        f
+    }
+
+    /// A write or an invalidation touched `key`: its fetch in flight must not fill the cache.
+    pub fn poison(&mut self, key: &[u8]) {
+        if let Some(f) = self.map.remove(key) {
+            f.borrow_mut().poisoned = true;
+        }
+    }
+
+    pub fn poison_all(&mut self) {
+        for (_, f) in self.map.drain() {
+            f.borrow_mut().poisoned = true;
+        }
+    }
+
+    /// The fetch is over (filled, refused or failed): unlink it if it is still the current one.
+    pub fn finish(&mut self, f: &FetchRef) {
+        let key = f.borrow().key.clone();
+        if let Some(cur) = self.map.get(&key) {
+            if Rc::ptr_eq(cur, f) {
+                self.map.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_flight_and_poisoning() {
+        let mut inf = Inflight::default();
+        let c = Rc::new(ClientShared::new());
+        assert!(matches!(inf.join(b"k", &c, || 1), Join::Start));
+        let f = inf.start(b"k", c.clone(), 0, 0);
+        assert!(matches!(inf.join(b"k", &c, || 1), Join::Joined));
+        assert_eq!(f.borrow().waiters.len(), 2);
+        inf.poison(b"k");
+        assert!(f.borrow().poisoned);
+        // A reader after the write starts a fresh fetch rather than joining the stale one.
+        assert!(matches!(inf.join(b"k", &c, || 2), Join::Start));
+        let g = inf.start(b"k", c.clone(), 2, 0);
+        inf.finish(&f);
+        assert_eq!(inf.len(), 1, "finishing the old fetch leaves the new one");
+        inf.finish(&g);
+        assert!(inf.is_empty());
+    }
+}

@@ -1,0 +1,221 @@
+//! One client's replies, kept in request order whatever mix of local answers, cache hits and
+//! backend replies a pipeline holds.
+//!
+//! The client's reader task appends a slot per request; local answers go straight into `ready`
+//! while nothing is pending before them, so the all-hits path never allocates. Backend replies
+//! complete their slot; the run of finished slots at the head moves into `ready`, and the
+//! client's writer task sends all of `ready` in one write.
+
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+
+enum Slot {
+    Pending,
+    Done(BytesMut),
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Bytes ready to send, in order, ahead of every slot.
+    ready: BytesMut,
+    slots: VecDeque<Slot>,
+    /// Sequence number of `slots[0]`.
+    head_seq: u64,
+    pending: usize,
+    /// No more requests will come: the writer exits once everything is sent.
+    closing: bool,
+    /// The socket failed: replies are dropped on arrival.
+    dead: bool,
+}
+
+#[derive(Default)]
+pub struct ClientShared {
+    q: RefCell<Queue>,
+    writer: Cell<Option<Waker>>,
+    reader: Cell<Option<Waker>>,
+}
+
+impl ClientShared {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a reply produced now, written by `f`.
+    #[inline]
+    pub fn push_local(&self, f: impl FnOnce(&mut BytesMut)) {
+        let mut q = self.q.borrow_mut();
+        if q.dead {
+            return;
+        }
+        if q.slots.is_empty() {
+            f(&mut q.ready);
+            return;
+        }
+        if let Some(Slot::Done(buf)) = q.slots.back_mut() {
+            f(buf);
+            return;
+        }
+        let mut buf = BytesMut::new();
+        f(&mut buf);
+        q.slots.push_back(Slot::Done(buf));
+    }
+
+    /// Reserves the place of a reply that will come later; returns its sequence number.
+    #[inline]
+    pub fn push_pending(&self) -> u64 {
+        let mut q = self.q.borrow_mut();
+        q.slots.push_back(Slot::Pending);
+        q.pending += 1;
+        q.head_seq + q.slots.len() as u64 - 1
+    }
+
+    /// Fills the slot `seq` with the reply written by `f`.
+    pub fn complete(&self, seq: u64, f: impl FnOnce(&mut BytesMut)) {
+        let mut guard = self.q.borrow_mut();
+        let q = &mut *guard;
+        let idx = (seq - q.head_seq) as usize;
+        debug_assert!(matches!(q.slots.get(idx), Some(Slot::Pending)));
+        q.pending -= 1;
+        if idx == 0 {
+            q.slots.pop_front();
+            q.head_seq += 1;
+            if !q.dead {
+                f(&mut q.ready);
+            }
+            while let Some(Slot::Done(_)) = q.slots.front() {
+                if let Some(Slot::Done(buf)) = q.slots.pop_front() {
+                    q.ready.extend_from_slice(&buf);
+                }
+                q.head_seq += 1;
+            }
+            drop(guard);
+            self.wake_writer();
+        } else {
+            let mut buf = BytesMut::new();
+            if !q.dead {
+                f(&mut buf);
+            }
+            q.slots[idx] = Slot::Done(buf);
+        }
+    }
+
+    /// Bytes waiting to be written plus replies still expected: the reader stops reading
+    /// while this is high, so a client that never reads cannot grow memory without bound.
+    pub fn backlog(&self) -> (usize, usize) {
+        let q = self.q.borrow();
+        (q.ready.len(), q.pending)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        let q = self.q.borrow();
+        !q.slots.is_empty() || !q.ready.is_empty()
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.q.borrow().dead
+    }
+
+    /// The reader is done: the writer finishes what is queued, then closes.
+    pub fn close(&self) {
+        self.q.borrow_mut().closing = true;
+        self.wake_writer();
+    }
+
+    pub fn mark_dead(&self) {
+        let mut q = self.q.borrow_mut();
+        q.dead = true;
+        q.ready = BytesMut::new();
+        for s in q.slots.iter_mut() {
+            if let Slot::Done(b) = s {
+                *b = BytesMut::new();
+            }
+        }
+        drop(q);
+        self.wake_reader();
+    }
+
+    #[inline]
+    pub fn wake_writer(&self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    pub fn wake_reader(&self) {
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for bytes to send and swaps them into `buf` (which must be empty). `false`: the
+    /// connection is finished.
+    pub async fn next_batch(&self, buf: &mut BytesMut) -> bool {
+        poll_fn(|cx| {
+            let mut q = self.q.borrow_mut();
+            if q.dead {
+                return Poll::Ready(false);
+            }
+            if !q.ready.is_empty() {
+                std::mem::swap(&mut q.ready, buf);
+                return Poll::Ready(true);
+            }
+            if q.closing && q.slots.is_empty() {
+                return Poll::Ready(false);
+            }
+            self.writer.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Waits until the backlog is under the limits (or the client is dead).
+    pub async fn wait_backlog_below(&self, bytes: usize, replies: usize) {
+        poll_fn(|cx| {
+            let q = self.q.borrow();
+            if q.dead || (q.ready.len() < bytes && q.pending < replies) {
+                return Poll::Ready(());
+            }
+            self.reader.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(c: &ClientShared) -> Vec<u8> {
+        std::mem::take(&mut c.q.borrow_mut().ready).to_vec()
+    }
+
+    #[test]
+    fn replies_leave_in_request_order() {
+        let c = ClientShared::new();
+        c.push_local(|b| b.extend_from_slice(b"1"));
+        let s2 = c.push_pending();
+        c.push_local(|b| b.extend_from_slice(b"3"));
+        let s4 = c.push_pending();
+        c.push_local(|b| b.extend_from_slice(b"5"));
+        assert_eq!(ready(&c), b"1");
+        c.complete(s4, |b| b.extend_from_slice(b"4"));
+        assert_eq!(ready(&c), b"");
+        c.complete(s2, |b| b.extend_from_slice(b"2"));
+        assert_eq!(ready(&c), b"2345");
+        assert!(!c.has_pending());
+    }
+
+    #[test]
+    fn dead_client_drops_replies() {
+        let c = ClientShared::new();
+        let s = c.push_pending();
+        c.mark_dead();
+        c.complete(s, |b| b.extend_from_slice(b"x"));
+        assert_eq!(ready(&c), b"");
+        assert_eq!(c.backlog(), (0, 0));
+    }
+}

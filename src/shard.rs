@@ -1,0 +1,231 @@
+//! A shard: one pinned thread with its own monoio runtime (io_uring, or epoll where io_uring is
+//! refused), its own listener, cache, in-flight fetches and backend connection. Nothing on the
+//! hot path is shared with other shards.
+
+use crate::backend::Backend;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::fetch::Inflight;
+use crate::replies::ClientShared;
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often a shard sweeps expired entries and checks for shutdown.
+const TICK: Duration = Duration::from_millis(50);
+/// How long in-flight replies may take to finish at shutdown.
+const GRACE: Duration = Duration::from_secs(3);
+
+pub struct Shard {
+    pub id: usize,
+    pub cfg: Arc<Config>,
+    pub redis_addr: SocketAddr,
+    pub cache: RefCell<Cache>,
+    pub cache_on: bool,
+    pub expire_ms: u32,
+    pub inflight: RefCell<Inflight>,
+    pub backend: Backend,
+    epoch: Instant,
+    now: Cell<u32>,
+    stop: Cell<bool>,
+    stop_waker: Cell<Option<Waker>>,
+    clients: RefCell<Vec<Weak<ClientShared>>>,
+}
+
+impl Shard {
+    pub fn new(id: usize, cfg: Arc<Config>, redis_addr: SocketAddr) -> Self {
+        let capacity = cfg.shard_capacity();
+        Shard {
+            id,
+            redis_addr,
+            cache: RefCell::new(Cache::new(capacity)),
+            cache_on: capacity > 0,
+            expire_ms: cfg.expire.as_millis().min(u32::MAX as u128 / 2) as u32,
+            inflight: RefCell::new(Inflight::default()),
+            backend: Backend::new(cfg.redis_ops_limit),
+            epoch: Instant::now(),
+            now: Cell::new(0),
+            stop: Cell::new(false),
+            stop_waker: Cell::new(None),
+            clients: RefCell::new(Vec::new()),
+            cfg,
+        }
+    }
+
+    /// Milliseconds on this shard's clock, as of the last `update_clock`.
+    #[inline]
+    pub fn now(&self) -> u32 {
+        self.now.get()
+    }
+
+    /// Called once per batch of client input and per tick, not per request.
+    #[inline]
+    pub fn update_clock(&self) -> u32 {
+        let ms = self.epoch.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        self.now.set(ms);
+        ms
+    }
+
+    /// A write (or an invalidation push) touched `key`.
+    #[inline]
+    pub fn invalidate(&self, key: &[u8]) {
+        self.cache.borrow_mut().remove(key);
+        self.inflight.borrow_mut().poison(key);
+    }
+
+    pub fn flush_cache(&self) {
+        self.cache.borrow_mut().clear();
+        self.inflight.borrow_mut().poison_all();
+    }
+
+    pub fn register_client(&self, c: &Rc<ClientShared>) {
+        self.clients.borrow_mut().push(Rc::downgrade(c));
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.get()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopped(&self) {
+        poll_fn(|cx| {
+            if self.stop.get() {
+                Poll::Ready(())
+            } else {
+                self.stop_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn begin_stop(&self) {
+        self.stop.set(true);
+        if let Some(w) = self.stop_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Nothing left to deliver: no request waits for Redis and no client has unsent replies.
+    fn idle(&self) -> bool {
+        self.backend.in_flight() == 0
+            && self
+                .clients
+                .borrow()
+                .iter()
+                .filter_map(Weak::upgrade)
+                .all(|c| c.is_dead() || !c.has_pending())
+    }
+
+    fn tick(&self) {
+        let now = self.update_clock();
+        let mut cache = self.cache.borrow_mut();
+        let budget = 1024.max(cache.len() / 32);
+        cache.sweep(now, budget);
+        drop(cache);
+        let mut clients = self.clients.borrow_mut();
+        if clients.len() > 64 {
+            clients.retain(|c| c.strong_count() > 0);
+        }
+    }
+}
+
+/// Starts shard `id` on its own thread, pinned to `core` when given. `ready` receives the
+/// outcome of binding the listener.
+pub fn spawn(
+    id: usize,
+    cfg: Arc<Config>,
+    core: Option<core_affinity::CoreId>,
+    listen: SocketAddr,
+    redis_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("shard-{id}"))
+        .spawn(move || {
+            if let Some(core) = core {
+                if !core_affinity::set_for_current(core) {
+                    crate::log!(warn, "shard {id}: could not pin to core {}", core.id);
+                }
+            }
+            let fut = run(id, cfg, listen, redis_addr, stop, ready.clone());
+            if let Err(e) = block_on(fut) {
+                let _ = ready.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
+            }
+        })
+}
+
+/// Runs `fut` on an io_uring runtime, or on epoll when io_uring is unavailable or refused
+/// (old kernels, Docker's default seccomp profile) or `MONOIO_FORCE_LEGACY_DRIVER=1`.
+fn block_on<F: std::future::Future<Output = ()>>(fut: F) -> std::io::Result<()> {
+    if monoio::utils::detect_uring() {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(4096)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => {
+                DRIVER.with(|d| d.set("io_uring"));
+                rt.block_on(fut);
+                return Ok(());
+            }
+            Err(e) => crate::log!(warn, "io_uring refused ({e}); using epoll"),
+        }
+    }
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
+    DRIVER.with(|d| d.set("epoll"));
+    rt.block_on(fut);
+    Ok(())
+}
+
+thread_local! {
+    static DRIVER: Cell<&'static str> = const { Cell::new("") };
+}
+
+async fn run(
+    id: usize,
+    cfg: Arc<Config>,
+    listen: SocketAddr,
+    redis_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
+) {
+    let listener = match crate::listener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot listen on {listen}: {e}")));
+            return;
+        }
+    };
+    let shard = Rc::new(Shard::new(id, cfg, redis_addr));
+    let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
+    monoio::spawn(crate::backend::conn::supervise(shard.clone()));
+    {
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(TICK).await;
+                shard.tick();
+                if stop.load(Ordering::Relaxed) {
+                    shard.begin_stop();
+                    return;
+                }
+            }
+        });
+    }
+    crate::listener::accept_loop(shard.clone(), listener).await;
+    // Stopped accepting; let replies in flight reach their clients, then return, which drops
+    // every task and closes every connection.
+    let deadline = Instant::now() + GRACE;
+    while !shard.idle() && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

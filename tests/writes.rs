@@ -1,0 +1,321 @@
+//! Read-your-writes: a write on a connection invalidates the cached key, so
+//! the next GET on the same connection sees exactly what redis has.
+//!
+//! Every case: SET k via the proxy (or leave k missing), GET k twice through
+//! the proxy (now cached), apply the write(s) through the SAME proxy
+//! connection, then GET k through the proxy must equal a direct GET.
+mod common;
+
+use common::*;
+use std::thread::sleep;
+use std::time::Duration;
+
+struct Rw {
+    _redis: RedisServer,
+    _proxy: Proxy,
+    p: Raw,
+    d: Raw,
+}
+
+impl Rw {
+    fn new() -> Rw {
+        let redis = RedisServer::start();
+        let proxy = Proxy::start(redis.port(), &["--threads", "2", "--expire", "1h"]);
+        let p = proxy.connect();
+        let d = redis.connect();
+        Rw {
+            _redis: redis,
+            _proxy: proxy,
+            p,
+            d,
+        }
+    }
+
+    /// A command on the direct connection (setup of other keys).
+    fn direct<T: AsRef<[u8]>>(&mut self, args: &[T]) -> Reply {
+        let r = self.d.cmd(args);
+        assert!(!r.is_error(), "direct setup command failed: {r:?}");
+        r
+    }
+
+    /// Puts `k` into the proxy cache with `initial` (None: k missing).
+    fn cache(&mut self, initial: Option<&str>) -> Reply {
+        self.cache_with(initial, &[])
+    }
+
+    fn cache_with(&mut self, initial: Option<&str>, set_opts: &[&str]) -> Reply {
+        let want = match initial {
+            Some(v) => {
+                let mut args = vec!["SET", "k", v];
+                args.extend_from_slice(set_opts);
+                assert_eq!(self.p.cmd(&args), Reply::ok());
+                Reply::bulk(v)
+            }
+            None => Reply::nil(),
+        };
+        assert_eq!(self.p.cmd(&["GET", "k"]), want);
+        assert_eq!(self.p.cmd(&["GET", "k"]), want);
+        want
+    }
+
+    /// The write, through the proxy; must not be an error.
+    fn write<T: AsRef<[u8]>>(&mut self, args: &[T]) -> Reply {
+        let r = self.p.cmd(args);
+        assert!(!r.is_error(), "write through proxy failed: {r:?}");
+        r
+    }
+
+    /// GET k through the proxy == GET k on redis. With `changed`, also checks
+    /// that the write really changed what GET returns (guards the test).
+    fn check(&mut self, before: &Reply, changed: bool) {
+        let got = self.p.cmd(&["GET", "k"]);
+        let want = self.d.cmd(&["GET", "k"]);
+        assert_eq!(got, want, "proxy GET after write differs from redis");
+        if changed {
+            assert_ne!(&want, before, "test bug: the write did not change k");
+        }
+        // And again (now possibly cached again).
+        assert_eq!(self.p.cmd(&["GET", "k"]), want);
+    }
+}
+
+macro_rules! rw_case {
+    ($name:ident, $initial:expr, |$rw:ident| $body:block) => {
+        #[test]
+        fn $name() {
+            let mut $rw = Rw::new();
+            let before = $rw.cache($initial);
+            $body
+            $rw.check(&before, true);
+        }
+    };
+}
+
+rw_case!(set, Some("old"), |rw| {
+    rw.write(&["SET", "k", "new"]);
+});
+rw_case!(set_on_cached_missing_key, None, |rw| {
+    rw.write(&["SET", "k", "new"]);
+});
+rw_case!(set_with_get_option, Some("old"), |rw| {
+    assert_eq!(rw.write(&["SET", "k", "new", "GET"]), Reply::bulk("old"));
+});
+rw_case!(setex, Some("old"), |rw| {
+    rw.write(&["SETEX", "k", "100", "new"]);
+});
+rw_case!(psetex, Some("old"), |rw| {
+    rw.write(&["PSETEX", "k", "100000", "new"]);
+});
+rw_case!(setnx, None, |rw| {
+    assert_eq!(rw.write(&["SETNX", "k", "new"]), Reply::Int(1));
+});
+rw_case!(setrange, Some("hello"), |rw| {
+    rw.write(&["SETRANGE", "k", "1", "EY"]);
+});
+rw_case!(append, Some("old"), |rw| {
+    rw.write(&["APPEND", "k", "-suffix"]);
+});
+rw_case!(incr, Some("10"), |rw| {
+    assert_eq!(rw.write(&["INCR", "k"]), Reply::Int(11));
+});
+rw_case!(incrby, Some("10"), |rw| {
+    assert_eq!(rw.write(&["INCRBY", "k", "5"]), Reply::Int(15));
+});
+rw_case!(incrbyfloat, Some("10"), |rw| {
+    rw.write(&["INCRBYFLOAT", "k", "1.5"]);
+});
+rw_case!(decr, Some("10"), |rw| {
+    assert_eq!(rw.write(&["DECR", "k"]), Reply::Int(9));
+});
+rw_case!(decrby, Some("10"), |rw| {
+    assert_eq!(rw.write(&["DECRBY", "k", "3"]), Reply::Int(7));
+});
+rw_case!(getset, Some("old"), |rw| {
+    assert_eq!(rw.write(&["GETSET", "k", "new"]), Reply::bulk("old"));
+});
+rw_case!(getdel, Some("old"), |rw| {
+    assert_eq!(rw.write(&["GETDEL", "k"]), Reply::bulk("old"));
+});
+rw_case!(getex_with_px, Some("old"), |rw| {
+    assert_eq!(rw.write(&["GETEX", "k", "PX", "100"]), Reply::bulk("old"));
+    sleep(Duration::from_millis(250));
+});
+rw_case!(del, Some("old"), |rw| {
+    assert_eq!(rw.write(&["DEL", "k"]), Reply::Int(1));
+});
+rw_case!(del_multiple_keys, Some("old"), |rw| {
+    assert_eq!(rw.write(&["DEL", "other1", "k", "other2"]), Reply::Int(1));
+});
+rw_case!(unlink, Some("old"), |rw| {
+    assert_eq!(rw.write(&["UNLINK", "other", "k"]), Reply::Int(1));
+});
+rw_case!(expire_zero_deletes, Some("old"), |rw| {
+    rw.write(&["EXPIRE", "k", "0"]);
+});
+rw_case!(pexpire, Some("old"), |rw| {
+    assert_eq!(rw.write(&["PEXPIRE", "k", "100"]), Reply::Int(1));
+    sleep(Duration::from_millis(250));
+});
+rw_case!(pexpire_then_recached, Some("old"), |rw| {
+    assert_eq!(rw.write(&["PEXPIRE", "k", "200"]), Reply::Int(1));
+    // Re-cache while the key still lives, then let it expire in redis.
+    assert_eq!(rw.p.cmd(&["GET", "k"]), Reply::bulk("old"));
+    assert_eq!(rw.p.cmd(&["GET", "k"]), Reply::bulk("old"));
+    sleep(Duration::from_millis(350));
+});
+rw_case!(expireat_past, Some("old"), |rw| {
+    assert_eq!(rw.write(&["EXPIREAT", "k", "1"]), Reply::Int(1));
+});
+rw_case!(pexpireat_past, Some("old"), |rw| {
+    assert_eq!(rw.write(&["PEXPIREAT", "k", "1000"]), Reply::Int(1));
+});
+
+#[test]
+fn persist() {
+    // k has a short TTL when cached; PERSIST removes it, so k must still be
+    // there after the original TTL would have passed.
+    let mut rw = Rw::new();
+    let before = rw.cache_with(Some("old"), &["PX", "300"]);
+    assert_eq!(rw.write(&["PERSIST", "k"]), Reply::Int(1));
+    sleep(Duration::from_millis(450));
+    assert_eq!(rw.d.cmd(&["GET", "k"]), Reply::bulk("old"));
+    rw.check(&before, false);
+}
+
+rw_case!(rename_onto_cached_dest, Some("old"), |rw| {
+    rw.direct(&["SET", "src", "new"]);
+    rw.write(&["RENAME", "src", "k"]);
+});
+rw_case!(rename_cached_source, Some("old"), |rw| {
+    rw.write(&["RENAME", "k", "dest"]);
+    assert_eq!(rw.p.cmd(&["GET", "dest"]), Reply::bulk("old"));
+});
+rw_case!(renamenx_onto_cached_missing_dest, None, |rw| {
+    rw.direct(&["SET", "src", "new"]);
+    assert_eq!(rw.write(&["RENAMENX", "src", "k"]), Reply::Int(1));
+});
+rw_case!(renamenx_cached_source, Some("old"), |rw| {
+    assert_eq!(rw.write(&["RENAMENX", "k", "dest"]), Reply::Int(1));
+});
+rw_case!(mset, Some("old"), |rw| {
+    rw.write(&["MSET", "a", "1", "k", "new", "b", "2"]);
+});
+rw_case!(msetnx, None, |rw| {
+    assert_eq!(rw.write(&["MSETNX", "a", "1", "k", "new"]), Reply::Int(1));
+});
+rw_case!(copy_replace_onto_cached_dest, Some("old"), |rw| {
+    rw.direct(&["SET", "src", "new"]);
+    assert_eq!(rw.write(&["COPY", "src", "k", "REPLACE"]), Reply::Int(1));
+});
+rw_case!(copy_onto_cached_missing_dest, None, |rw| {
+    rw.direct(&["SET", "src", "new"]);
+    assert_eq!(rw.write(&["COPY", "src", "k"]), Reply::Int(1));
+});
+rw_case!(move_to_other_db, Some("old"), |rw| {
+    assert_eq!(rw.write(&["MOVE", "k", "1"]), Reply::Int(1));
+});
+rw_case!(setbit, Some("a"), |rw| {
+    rw.write(&["SETBIT", "k", "1", "0"]);
+});
+rw_case!(bitfield, Some("a"), |rw| {
+    rw.write(&["BITFIELD", "k", "SET", "u8", "0", "66"]);
+});
+rw_case!(bitop_dest, Some("old"), |rw| {
+    rw.direct(&["SET", "src", "abc"]);
+    rw.write(&["BITOP", "NOT", "k", "src"]);
+});
+rw_case!(restore_replace, Some("old"), |rw| {
+    rw.direct(&["SET", "src", "restored-value"]);
+    let dump = match rw.direct(&["DUMP", "src"]) {
+        Reply::Bulk(Some(b)) => b,
+        other => panic!("DUMP: {other:?}"),
+    };
+    rw.write(&[&b"RESTORE"[..], b"k", b"0", &dump, b"REPLACE"]);
+});
+rw_case!(sort_store_dest, Some("old"), |rw| {
+    rw.direct(&["RPUSH", "list", "3", "1", "2"]);
+    assert_eq!(rw.write(&["SORT", "list", "STORE", "k"]), Reply::Int(3));
+});
+rw_case!(sunionstore_overwrites_string_dest, Some("old"), |rw| {
+    rw.direct(&["SADD", "s1", "a", "b"]);
+    rw.direct(&["SADD", "s2", "c"]);
+    assert_eq!(rw.write(&["SUNIONSTORE", "k", "s1", "s2"]), Reply::Int(3));
+});
+rw_case!(zunionstore_dest, Some("old"), |rw| {
+    rw.direct(&["ZADD", "z", "1", "m"]);
+    assert_eq!(rw.write(&["ZUNIONSTORE", "k", "1", "z"]), Reply::Int(1));
+});
+rw_case!(eval_with_declared_key, Some("old"), |rw| {
+    rw.write(&[
+        "EVAL",
+        "return redis.call('SET', KEYS[1], ARGV[1])",
+        "1",
+        "k",
+        "new-from-lua",
+    ]);
+});
+rw_case!(eval_with_second_declared_key, Some("old"), |rw| {
+    rw.write(&[
+        "EVAL",
+        "redis.call('SET', KEYS[2], ARGV[1]) return 1",
+        "2",
+        "other",
+        "k",
+        "new-from-lua",
+    ]);
+});
+rw_case!(evalsha_with_declared_key, Some("old"), |rw| {
+    let sha = rw
+        .direct(&["SCRIPT", "LOAD", "return redis.call('DEL', KEYS[1])"])
+        .as_str();
+    assert_eq!(rw.write(&["EVALSHA", &sha, "1", "k"]), Reply::Int(1));
+});
+rw_case!(flushdb, Some("old"), |rw| {
+    rw.write(&["FLUSHDB"]);
+});
+rw_case!(flushall, Some("old"), |rw| {
+    rw.write(&["FLUSHALL"]);
+});
+rw_case!(lowercase_write_command, Some("old"), |rw| {
+    rw.write(&["set", "k", "new"]);
+});
+
+#[test]
+fn pipelined_writes_then_gets() {
+    // Within one pipeline: GET (cached) / write / GET must see the write.
+    let rw = &mut Rw::new();
+    for k in ["a", "b", "c", "d"] {
+        assert_eq!(rw.p.cmd(&["SET", k, "10"]), Reply::ok());
+        assert_eq!(rw.p.cmd(&["GET", k]), Reply::bulk("10"));
+        assert_eq!(rw.p.cmd(&["GET", k]), Reply::bulk("10"));
+    }
+    let script: Vec<(Vec<&str>, Reply)> = vec![
+        (vec!["GET", "a"], Reply::bulk("10")),
+        (vec!["SET", "a", "x"], Reply::ok()),
+        (vec!["GET", "a"], Reply::bulk("x")),
+        (vec!["GET", "b"], Reply::bulk("10")),
+        (vec!["INCR", "b"], Reply::Int(11)),
+        (vec!["GET", "b"], Reply::bulk("11")),
+        (vec!["GET", "c"], Reply::bulk("10")),
+        (vec!["DEL", "c"], Reply::Int(1)),
+        (vec!["GET", "c"], Reply::nil()),
+        (vec!["GET", "d"], Reply::bulk("10")),
+        (vec!["MSET", "d", "m", "c", "n"], Reply::ok()),
+        (vec!["GET", "d"], Reply::bulk("m")),
+        (vec!["GET", "c"], Reply::bulk("n")),
+        (vec!["APPEND", "a", "y"], Reply::Int(2)),
+        (vec!["GET", "a"], Reply::bulk("xy")),
+        (vec!["GET", "a"], Reply::bulk("xy")),
+    ];
+    let mut bytes = Vec::new();
+    for (args, _) in &script {
+        bytes.extend(encode(args));
+    }
+    rw.p.send(&bytes);
+    for (i, (args, want)) in script.iter().enumerate() {
+        assert_eq!(&rw.p.read_reply(), want, "reply #{i} to {args:?}");
+    }
+    for k in ["a", "b", "c", "d"] {
+        assert_eq!(rw.p.cmd(&["GET", k]), rw.d.cmd(&["GET", k]), "key {k}");
+    }
+}
