@@ -165,18 +165,28 @@ pub fn spawn(
 /// (old kernels, Docker's default seccomp profile) or `MONOIO_FORCE_LEGACY_DRIVER=1`.
 fn block_on<F: std::future::Future<Output = ()>>(fut: F) -> std::io::Result<()> {
     if monoio::utils::detect_uring() {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(4096)
-            .enable_timer()
-            .build()
-        {
-            Ok(mut rt) => {
-                DRIVER.with(|d| d.set("io_uring"));
-                rt.block_on(fut);
-                return Ok(());
+        // COOP_TASKRUN: completions are reaped when the thread next enters the kernel instead
+        // of interrupting it. Measured here (perf/): 1.7x the throughput of a default ring for
+        // pipelined GETs and 1.5x at -P 1; without it io_uring lost to epoll. Kernels before
+        // 5.19 refuse the flag: then a default ring, then epoll.
+        let mut coop = io_uring::IoUring::builder();
+        coop.setup_coop_taskrun();
+        for urb in [coop, io_uring::IoUring::builder()] {
+            match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .uring_builder(urb)
+                .with_entries(4096)
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => {
+                    DRIVER.with(|d| d.set("io_uring"));
+                    rt.block_on(fut);
+                    return Ok(());
+                }
+                Err(e) => crate::log!(warn, "io_uring setup refused ({e})"),
             }
-            Err(e) => crate::log!(warn, "io_uring refused ({e}); using epoll"),
         }
+        crate::log!(warn, "io_uring unavailable; using epoll");
     }
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
