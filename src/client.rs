@@ -14,6 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use std::cell::RefCell;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -25,13 +26,29 @@ const KEEP_BUF: usize = 1 << 20;
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
     let (r, w) = stream.into_split();
-    let client = Rc::new(ClientShared::new());
+    let client = Rc::new(ClientShared::new(shard.cfg.client_output_limit));
+    client.set_fd(fd);
+    client.last_active.set(shard.now());
+    client.authed.set(shard.cfg.requirepass.is_none());
     shard.register_client(&client);
+    let _slot = ConnectionSlot(&shard);
     let writer = monoio::spawn(write_loop(client.clone(), w));
     read_loop(&shard, &client, r).await;
     client.close();
     writer.await;
+}
+
+/// Gives the connection's --max-clients slot back however the connection ends.
+struct ConnectionSlot<'a>(&'a Shard);
+
+impl Drop for ConnectionSlot<'_> {
+    fn drop(&mut self) {
+        self.0
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 async fn write_loop(client: Rc<ClientShared>, mut w: OwnedWriteHalf<TcpStream>) {
@@ -62,13 +79,17 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = RequestScanner::new();
     let mut want = 0usize;
+    let max_request = shard.cfg.max_request_bytes;
+    let pause_at = OUT_HIGH.min(client.output_limit());
     loop {
-        client.wait_backlog_below(OUT_HIGH, PENDING_HIGH).await;
+        client.wait_backlog_below(pause_at, PENDING_HIGH).await;
         if client.is_dead() {
             return;
         }
         // A large command announced its size: read it in few, large reads.
-        let room = want.saturating_sub(buf.len()).clamp(READ_CHUNK, MAX_BULK + 1024);
+        let room = want
+            .saturating_sub(buf.len())
+            .clamp(READ_CHUNK, MAX_BULK + 1024);
         buf.reserve(room);
         let len = buf.len();
         let (res, slice) = r.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
@@ -77,7 +98,7 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        shard.update_clock();
+        client.last_active.set(shard.update_clock());
         let mut consumed = 0;
         let mut quit = false;
         loop {
@@ -107,6 +128,16 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
                 }
                 Scan::Skip { len } => consumed += len,
                 Scan::Incomplete { hint } => {
+                    // Refuse an oversized command before allocating for it.
+                    if hint > max_request || buf.len() - consumed > max_request {
+                        client.push_local(|o| {
+                            put_error(
+                                o,
+                                b"ERR Protocol error: request larger than --max-request-bytes",
+                            )
+                        });
+                        quit = true;
+                    }
                     want = hint;
                     break;
                 }
@@ -133,6 +164,12 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
 
 fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
     let class = classify(&args);
+    if !client.authed.get() && !matches!(class.kind, Kind::Auth | Kind::Hello | Kind::Quit) {
+        client.push_local(|o| o.extend_from_slice(b"-NOAUTH Authentication required.\r\n"));
+        return Flow::Next;
+    }
+    #[cfg(debug_assertions)]
+    crate::fault::maybe_panic(&args);
     match class.kind {
         Kind::Get if shard.cache_on => get(shard, client, args, raw),
         Kind::Mget if shard.cache_on => mget(shard, client, args),
@@ -167,6 +204,14 @@ fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[
         Kind::Quit => {
             client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
             Flow::Quit
+        }
+        Kind::Auth => {
+            client.push_local(|o| crate::auth::auth(shard, client, &args, o));
+            Flow::Next
+        }
+        Kind::Hello => {
+            client.push_local(|o| crate::auth::hello(shard, client, &args, o));
+            Flow::Next
         }
         Kind::Refused(why) => {
             let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
@@ -207,12 +252,22 @@ fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
     }
 }
 
-fn forward(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>, shape: Shape) -> Flow {
+fn forward(
+    shard: &Shard,
+    client: &Rc<ClientShared>,
+    args: Args,
+    raw: Option<&[u8]>,
+    shape: Shape,
+) -> Flow {
     if let Some(flow) = not_admitted(shard, client, 1) {
         return flow;
     }
     let seq = client.push_pending();
-    let w = Waiter::Reply { client: client.clone(), seq, shape };
+    let w = Waiter::Reply {
+        client: client.clone(),
+        seq,
+        shape,
+    };
     match raw {
         Some(raw) => shard.backend.send_raw(raw, w),
         None => shard.backend.send_args(args.iter(), w),
@@ -226,7 +281,11 @@ fn get(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>)
         client.push_local(|o| o.extend_from_slice(reply));
         return Flow::Next;
     }
-    match shard.inflight.borrow_mut().join(key, client, || client.push_pending()) {
+    match shard
+        .inflight
+        .borrow_mut()
+        .join(key, client, || client.push_pending())
+    {
         Join::Joined => return Flow::Next,
         Join::Value(v) => {
             client.push_local(|o| o.extend_from_slice(&v));
@@ -238,12 +297,17 @@ fn get(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>)
         return flow;
     }
     let seq = client.push_pending();
-    let f = shard.inflight.borrow_mut().start(key, client.clone(), seq, shard.now());
+    let f = shard
+        .inflight
+        .borrow_mut()
+        .start(key, client.clone(), seq, shard.now());
     match raw {
         Some(raw) => shard.backend.send_raw(raw, Waiter::Get(f.clone())),
         None => shard.backend.send_args(args.iter(), Waiter::Get(f.clone())),
     }
-    shard.backend.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
+    shard
+        .backend
+        .send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
     Flow::Next
 }
 
@@ -270,9 +334,19 @@ fn mget(shard: &Shard, client: &Rc<ClientShared>, args: Args) -> Flow {
     }
     let seq = client.push_pending();
     let missing: Vec<&[u8]> = std::iter::once(&b"MGET"[..])
-        .chain(args.iter().skip(1).zip(&parts).filter(|(_, p)| p.is_none()).map(|(k, _)| k))
+        .chain(
+            args.iter()
+                .skip(1)
+                .zip(&parts)
+                .filter(|(_, p)| p.is_none())
+                .map(|(k, _)| k),
+        )
         .collect();
-    let m = Mget { client: client.clone(), seq, parts };
+    let m = Mget {
+        client: client.clone(),
+        seq,
+        parts,
+    };
     shard
         .backend
         .send_args(missing.into_iter(), Waiter::Mget(Rc::new(RefCell::new(m))));

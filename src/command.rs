@@ -35,6 +35,10 @@ pub enum Kind {
     Ping,
     Echo,
     Quit,
+    /// Client authentication, answered by the proxy (--requirepass).
+    Auth,
+    /// `HELLO [2]` answered by the proxy; clients always speak RESP2 to it.
+    Hello,
     /// Holds per-connection server state: cannot share the pipelined backend connection.
     Refused(&'static str),
 }
@@ -59,7 +63,10 @@ pub fn classify(args: &Args) -> Class {
     let mut upper = [0u8; 24];
     let name = args.get(0);
     if name.len() > upper.len() {
-        return Class { kind: WALL, shape: Shape::Plain };
+        return Class {
+            kind: WALL,
+            shape: Shape::Plain,
+        };
     }
     for (d, s) in upper.iter_mut().zip(name) {
         *d = s.to_ascii_uppercase();
@@ -110,6 +117,8 @@ fn table(name: &[u8]) -> Kind {
         b"PING" => Kind::Read, // PING with too many arguments: Redis's arity error.
         b"ECHO" => Kind::Read,
         b"QUIT" => Kind::Quit,
+        b"AUTH" => Kind::Auth,
+        b"HELLO" => Kind::Hello,
         b"GET" => Kind::Read,
         b"MGET" => Kind::Read,
 
@@ -166,7 +175,7 @@ fn table(name: &[u8]) -> Kind {
 
         // Per-connection state: would leak into every client sharing the backend connection.
         b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" | b"SELECT" | b"CLIENT"
-        | b"HELLO" | b"RESET" | b"AUTH" | b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
+ | b"RESET" | b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
         b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
         | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
@@ -181,14 +190,20 @@ fn table(name: &[u8]) -> Kind {
 pub fn write_keys(keys: Keys, argc: usize) -> impl Iterator<Item = usize> {
     let (first, last, step) = match keys {
         Keys::Range { first, last, step } => {
-            let last = if last < 0 { argc as isize + last as isize } else { last as isize };
+            let last = if last < 0 {
+                argc as isize + last as isize
+            } else {
+                last as isize
+            };
             (first as usize, last.max(0) as usize, step as usize)
         }
         Keys::AllArgs => (1, argc.saturating_sub(1), 1),
         Keys::Script => (1, 0, 1), // resolved by the caller with `script_keys`
     };
     let last = last.min(argc.saturating_sub(1));
-    (first..=last).step_by(step.max(1)).filter(move |&i| i >= 1 && i < argc)
+    (first..=last)
+        .step_by(step.max(1))
+        .filter(move |&i| i >= 1 && i < argc)
 }
 
 /// Keys declared by an EVAL/EVALSHA/FCALL: `numkeys` at argument 2. `None` if `numkeys` is
@@ -237,7 +252,14 @@ mod tests {
     /// GETSET, GETDEL and GETEX read *and* write: a cache that treats them as reads lies.
     #[test]
     fn read_modify_commands_are_writes() {
-        for c in ["getset k v", "getdel k", "getex k ex 1", "incr k", "append k v", "setrange k 0 v"] {
+        for c in [
+            "getset k v",
+            "getdel k",
+            "getex k ex 1",
+            "incr k",
+            "append k v",
+            "setrange k 0 v",
+        ] {
             assert_eq!(keys(c), vec!["k"], "{c}");
         }
     }
@@ -261,8 +283,19 @@ mod tests {
 
     #[test]
     fn stateful_commands_are_refused() {
-        for c in ["multi", "exec", "watch k", "blpop k 0", "subscribe c", "select 1", "client list",
-                  "hello 3", "monitor", "reset", "xread block 0 streams s 0", "swapdb 0 1"] {
+        for c in [
+            "multi",
+            "exec",
+            "watch k",
+            "blpop k 0",
+            "subscribe c",
+            "select 1",
+            "client list",
+            "monitor",
+            "reset",
+            "xread block 0 streams s 0",
+            "swapdb 0 1",
+        ] {
             assert!(matches!(class(c).kind, Kind::Refused(_)), "{c}");
         }
         assert_eq!(class("xread count 1 streams s 0").kind, Kind::Read);

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-#[derive(Parser, Debug, Clone)]
+#[derive(Parser, Clone)]
 #[command(
     name = "redis-proxy",
     version,
@@ -52,6 +52,58 @@ pub struct Config {
     /// --expire and on the proxy's own writes only.
     #[arg(long, env = "REDIS_PROXY_INVALIDATION", value_enum, default_value_t = Invalidation::Tracking)]
     pub invalidation: Invalidation,
+
+    /// Longest a request may wait for Redis's reply. Past it, every request waiting on that
+    /// shard's connection gets an error and the connection is reset (a frozen or hung Redis).
+    #[arg(long, env = "REDIS_PROXY_BACKEND_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub backend_timeout: Duration,
+
+    /// Most client connections at once; past it a new client gets
+    /// `-ERR max number of clients reached` and is closed.
+    #[arg(long, env = "REDIS_PROXY_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+
+    /// Largest unprocessed input one client may buffer (a single command included); past it
+    /// the client gets a protocol error and is closed.
+    #[arg(long, env = "REDIS_PROXY_MAX_REQUEST_BYTES", default_value_t = 1 << 30)]
+    pub max_request_bytes: usize,
+
+    /// Most reply bytes a client may leave unread. The proxy stops reading from a client
+    /// that falls behind; one whose unread replies still exceed this is disconnected.
+    #[arg(long, env = "REDIS_PROXY_CLIENT_OUTPUT_LIMIT", default_value_t = 256 << 20)]
+    pub client_output_limit: usize,
+
+    /// Close client connections that send nothing for this long (0 = never).
+    #[arg(long, env = "REDIS_PROXY_CLIENT_IDLE_TIMEOUT", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
+
+    /// Require clients to AUTH with this password (as redis-server's requirepass). Prefer
+    /// --requirepass-file: a command line is visible to every local user.
+    #[arg(long, env = "REDIS_PROXY_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+
+    /// Read the client password from this file (trailing newline ignored).
+    #[arg(
+        long,
+        env = "REDIS_PROXY_REQUIREPASS_FILE",
+        conflicts_with = "requirepass"
+    )]
+    pub requirepass_file: Option<std::path::PathBuf>,
+}
+
+impl fmt::Debug for Config {
+    /// Like the derived form, with the client password masked.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("redis", &self.redis)
+            .field("capacity", &self.capacity)
+            .field("expire", &self.expire)
+            .field("threads", &self.threads)
+            .field("invalidation", &self.invalidation)
+            .field("requirepass", &self.requirepass.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,32 +127,56 @@ impl RedisTarget {
         if s.contains("://") {
             let url = url::Url::parse(s).map_err(|e| format!("invalid Redis URL: {e}"))?;
             if url.scheme() != "redis" {
-                return Err(format!("unsupported scheme '{}': use redis://", url.scheme()));
+                return Err(format!(
+                    "unsupported scheme '{}': use redis://",
+                    url.scheme()
+                ));
             }
             let host = url.host_str().ok_or("Redis URL has no host")?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let decode = |v: &str| {
                 percent_encoding::percent_decode_str(v)
                     .decode_utf8()
                     .map(|c| c.into_owned())
                     .map_err(|_| "Redis URL credentials are not valid UTF-8".to_string())
             };
-            let user = (!url.username().is_empty()).then(|| decode(url.username())).transpose()?;
+            let user = (!url.username().is_empty())
+                .then(|| decode(url.username()))
+                .transpose()?;
             let password = url.password().map(decode).transpose()?;
             let path = url.path().trim_start_matches('/');
             let db = if path.is_empty() {
                 0
             } else {
-                path.parse().map_err(|_| format!("invalid db number '{path}'"))?
+                path.parse()
+                    .map_err(|_| format!("invalid db number '{path}'"))?
             };
-            Ok(RedisTarget { host, port: url.port().unwrap_or(6379), user, password, db })
+            Ok(RedisTarget {
+                host,
+                port: url.port().unwrap_or(6379),
+                user,
+                password,
+                db,
+            })
         } else {
             let (host, port) = s
                 .rsplit_once(':')
                 .ok_or_else(|| format!("expected host:port, got '{s}'"))?;
             let port = port.parse().map_err(|_| format!("invalid port in '{s}'"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-            Ok(RedisTarget { host, port, user: None, password: None, db: 0 })
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            Ok(RedisTarget {
+                host,
+                port,
+                user: None,
+                password: None,
+                db: 0,
+            })
         }
     }
 
@@ -162,12 +238,43 @@ impl Config {
             return Err("--redis-ops-limit must be at least 1".into());
         }
         if self.expire.is_zero() && self.capacity > 0 {
-            return Err("--expire must be positive (use --capacity 0 to turn the cache off)".into());
+            return Err(
+                "--expire must be positive (use --capacity 0 to turn the cache off)".into(),
+            );
         }
         if self.connect_timeout.is_zero() {
             return Err("--connect-timeout must be positive".into());
         }
+        if self.backend_timeout.is_zero() {
+            return Err("--backend-timeout must be positive".into());
+        }
+        if self.max_clients == 0 {
+            return Err("--max-clients must be at least 1".into());
+        }
+        if self.max_request_bytes < 1024 {
+            return Err("--max-request-bytes must be at least 1024".into());
+        }
+        if self.client_output_limit < 1024 {
+            return Err("--client-output-limit must be at least 1024".into());
+        }
+        if self.requirepass.as_deref() == Some("") {
+            return Err("--requirepass must not be empty".into());
+        }
         self.listen_addr()?;
+        Ok(())
+    }
+
+    /// Loads --requirepass-file into `requirepass`. Called once at start-up.
+    pub fn load_secrets(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.requirepass_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --requirepass-file {}: {e}", path.display()))?;
+            let pass = text.trim_end_matches(['\r', '\n']).to_string();
+            if pass.is_empty() {
+                return Err(format!("--requirepass-file {} is empty", path.display()));
+            }
+            self.requirepass = Some(pass);
+        }
         Ok(())
     }
 
@@ -231,9 +338,42 @@ mod tests {
         assert_eq!(t.user.as_deref(), Some("bob"));
         assert_eq!(t.password.as_deref(), Some("p@ss"));
         let t = RedisTarget::parse("redis://:secret@127.0.0.1").unwrap();
-        assert_eq!((t.user.clone(), t.password.as_deref(), t.port), (None, Some("secret"), 6379));
+        assert_eq!(
+            (t.user.clone(), t.password.as_deref(), t.port),
+            (None, Some("secret"), 6379)
+        );
         let t = RedisTarget::parse("[::1]:7000").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 7000));
+    }
+
+    #[test]
+    fn limits_and_auth() {
+        let c = parse(&[
+            "--max-clients",
+            "5",
+            "--client-idle-timeout",
+            "10s",
+            "--requirepass",
+            "pw",
+        ])
+        .unwrap();
+        assert_eq!(c.max_clients, 5);
+        assert_eq!(c.client_idle_timeout, Duration::from_secs(10));
+        assert!(!format!("{c:?}").contains("pw\""));
+        assert!(parse(&["--max-clients", "0"]).is_err());
+        assert!(parse(&["--requirepass", ""]).is_err());
+        assert!(parse(&["--backend-timeout", "0s"]).is_err());
+        assert!(parse(&["--requirepass", "a", "--requirepass-file", "f"]).is_err());
+    }
+
+    #[test]
+    fn password_file() {
+        let path = std::env::temp_dir().join(format!("rp-pass-{}", std::process::id()));
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let mut c = parse(&["--requirepass-file", path.to_str().unwrap()]).unwrap();
+        c.load_secrets().unwrap();
+        assert_eq!(c.requirepass.as_deref(), Some("s3cret"));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

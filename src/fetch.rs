@@ -50,7 +50,12 @@ impl Inflight {
     }
 
     /// Joins the fetch of `key` if one is under way.
-    pub fn join(&mut self, key: &[u8], client: &Rc<ClientShared>, seq: impl FnOnce() -> u64) -> Join {
+    pub fn join(
+        &mut self,
+        key: &[u8],
+        client: &Rc<ClientShared>,
+        seq: impl FnOnce() -> u64,
+    ) -> Join {
         let Some(f) = self.map.get(key) else {
             return Join::Start;
         };
@@ -108,7 +113,7 @@ mod tests {
     #[test]
     fn single_flight_and_poisoning() {
         let mut inf = Inflight::default();
-        let c = Rc::new(ClientShared::new());
+        let c = Rc::new(ClientShared::default());
         assert!(matches!(inf.join(b"k", &c, || 1), Join::Start));
         let f = inf.start(b"k", c.clone(), 0, 0);
         assert!(matches!(inf.join(b"k", &c, || 1), Join::Joined));

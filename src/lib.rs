@@ -26,11 +26,13 @@
 //! Deliberately missing: Redis Cluster, per-client connection state (MULTI, SUBSCRIBE, SELECT,
 //! blocking commands are refused with an error), client authentication, an HTTP front-end.
 
+pub mod auth;
 pub mod backend;
 pub mod cache;
 pub mod client;
 pub mod command;
 pub mod config;
+pub mod fault;
 pub mod fetch;
 pub mod listener;
 pub mod log;

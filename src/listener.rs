@@ -1,14 +1,27 @@
 //! A shard's accept loop on its own SO_REUSEPORT listener. Stops accepting at shutdown.
 
 use crate::shard::Shard;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
 use monoio::net::{ListenerOpts, TcpListener};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+/// Tells a client over --max-clients why it is turned away, as redis-server does.
+async fn refuse(mut stream: TcpStream) {
+    let _ = stream
+        .write_all(&b"-ERR max number of clients reached\r\n"[..])
+        .await;
+}
 
 /// Binds this shard's listener. Every shard binds the same address with SO_REUSEPORT; the
 /// kernel spreads new connections across them by hash of the client address.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(1024);
+    let opts = ListenerOpts::new()
+        .reuse_port(true)
+        .reuse_addr(true)
+        .backlog(1024);
     TcpListener::bind_with_config(addr, &opts)
 }
 
@@ -19,7 +32,13 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         monoio::select! {
             res = listener.accept() => match res {
                 Ok((stream, _)) => {
-                    monoio::spawn(crate::client::serve(shard.clone(), stream));
+                    let n = shard.connections.fetch_add(1, Ordering::Relaxed);
+                    if n >= shard.cfg.max_clients {
+                        shard.connections.fetch_sub(1, Ordering::Relaxed);
+                        monoio::spawn(refuse(stream));
+                    } else {
+                        monoio::spawn(crate::client::serve(shard.clone(), stream));
+                    }
                 }
                 Err(e) => {
                     crate::log!(warn, "shard {}: accept failed: {e}", shard.id);

@@ -18,8 +18,8 @@ fn main() -> ExitCode {
         eprintln!("redis-proxy: fatal: {info}");
         std::process::abort();
     }));
-    let cfg = Config::parse();
-    if let Err(e) = cfg.validate() {
+    let mut cfg = Config::parse();
+    if let Err(e) = cfg.validate().and_then(|_| cfg.load_secrets()) {
         eprintln!("redis-proxy: {e}");
         return ExitCode::from(2);
     }
@@ -39,7 +39,8 @@ fn run(cfg: Config) -> Result<(), String> {
     // listeners use SO_REUSEPORT) owns the port, instead of silently sharing its connections.
     // It also turns port 0 into a concrete port that every shard then binds.
     {
-        let probe = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let probe =
+            TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         listen = probe.local_addr().map_err(|e| e.to_string())?;
     }
     let threads = cfg.threads();
@@ -48,12 +49,29 @@ fn run(cfg: Config) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
+    if !listen.ip().is_loopback() && cfg.requirepass.is_none() {
+        log!(
+            warn,
+            "*** listening on {listen}, which is not a loopback address, WITHOUT --requirepass: \
+             anyone who can reach this port can read and write your Redis data. Set \
+             --requirepass-file, or bind 127.0.0.1 ***"
+        );
+    }
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cfg = Arc::new(cfg);
     let (tx, rx) = std::sync::mpsc::channel();
+    let common = shard::Common {
+        cfg: cfg.clone(),
+        listen,
+        redis_addr,
+        stop: stop.clone(),
+        connections,
+        ready: tx,
+    };
     let mut handles = Vec::with_capacity(threads);
     for id in 0..threads {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-        let h = shard::spawn(id, cfg.clone(), core, listen, redis_addr, stop.clone(), tx.clone())
+        let h = shard::spawn(id, core, common.clone())
             .map_err(|e| format!("cannot start shard {id}: {e}"))?;
         handles.push(h);
     }
@@ -79,7 +97,10 @@ fn run(cfg: Config) -> Result<(), String> {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    log!(info, "shutting down: no new connections, finishing replies in flight");
+    log!(
+        info,
+        "shutting down: no new connections, finishing replies in flight"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     for h in handles {
         while !h.is_finished() && Instant::now() < deadline {

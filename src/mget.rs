@@ -31,7 +31,8 @@ impl Mget {
     }
 
     pub fn fail(&mut self, msg: &str) {
-        self.client.complete(self.seq, |out| put_error(out, msg.as_bytes()));
+        self.client
+            .complete(self.seq, |out| put_error(out, msg.as_bytes()));
     }
 }
 

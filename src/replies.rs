@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
 
 enum Slot {
@@ -31,16 +32,58 @@ struct Queue {
     dead: bool,
 }
 
-#[derive(Default)]
 pub struct ClientShared {
     q: RefCell<Queue>,
     writer: Cell<Option<Waker>>,
     reader: Cell<Option<Waker>>,
+    /// Most unsent reply bytes before the client is disconnected (--client-output-limit).
+    output_limit: usize,
+    /// The socket, to shut it down when the client must go (limit, idle, shutdown).
+    fd: Cell<Option<RawFd>>,
+    /// Shard clock at the client's last input (for --client-idle-timeout).
+    pub last_active: Cell<u32>,
+    pub authed: Cell<bool>,
+}
+
+impl Default for ClientShared {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
 }
 
 impl ClientShared {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(output_limit: usize) -> Self {
+        ClientShared {
+            q: RefCell::default(),
+            writer: Cell::new(None),
+            reader: Cell::new(None),
+            output_limit,
+            fd: Cell::new(None),
+            last_active: Cell::new(0),
+            authed: Cell::new(false),
+        }
+    }
+
+    pub fn set_fd(&self, fd: RawFd) {
+        self.fd.set(Some(fd));
+    }
+
+    /// Ends the connection now: pending reads and writes on it fail, both tasks finish.
+    pub fn disconnect(&self) {
+        self.mark_dead();
+        if let Some(fd) = self.fd.take() {
+            // SAFETY: shutdown(2) on a socket this client still owns (both halves hold it
+            // open until the tasks end); it does not close or invalidate the descriptor.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
+        self.wake_writer();
+    }
+
+    /// A client that stops reading while replies pile up is dropped past the output limit.
+    fn check_output_limit(&self, q: &Queue) -> bool {
+        q.ready.len() > self.output_limit
     }
 
     /// Appends a reply produced now, written by `f`.
@@ -52,6 +95,10 @@ impl ClientShared {
         }
         if q.slots.is_empty() {
             f(&mut q.ready);
+            if self.check_output_limit(&q) {
+                drop(q);
+                self.disconnect();
+            }
             return;
         }
         if let Some(Slot::Done(buf)) = q.slots.back_mut() {
@@ -91,7 +138,11 @@ impl ClientShared {
                 }
                 q.head_seq += 1;
             }
+            let over = self.check_output_limit(q);
             drop(guard);
+            if over {
+                self.disconnect();
+            }
             self.wake_writer();
         } else {
             let mut buf = BytesMut::new();
@@ -122,6 +173,11 @@ impl ClientShared {
     pub fn close(&self) {
         self.q.borrow_mut().closing = true;
         self.wake_writer();
+    }
+
+    /// Unsent reply bytes, for the reader's pause threshold.
+    pub fn output_limit(&self) -> usize {
+        self.output_limit
     }
 
     pub fn mark_dead(&self) {
@@ -195,7 +251,7 @@ mod tests {
 
     #[test]
     fn replies_leave_in_request_order() {
-        let c = ClientShared::new();
+        let c = ClientShared::default();
         c.push_local(|b| b.extend_from_slice(b"1"));
         let s2 = c.push_pending();
         c.push_local(|b| b.extend_from_slice(b"3"));
@@ -210,8 +266,17 @@ mod tests {
     }
 
     #[test]
+    fn output_limit_disconnects() {
+        let c = ClientShared::new(4);
+        c.push_local(|b| b.extend_from_slice(b"1234"));
+        assert!(!c.is_dead());
+        c.push_local(|b| b.extend_from_slice(b"5"));
+        assert!(c.is_dead());
+    }
+
+    #[test]
     fn dead_client_drops_replies() {
-        let c = ClientShared::new();
+        let c = ClientShared::default();
         let s = c.push_pending();
         c.mark_dead();
         c.complete(s, |b| b.extend_from_slice(b"x"));

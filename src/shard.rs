@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -35,10 +35,18 @@ pub struct Shard {
     stop: Cell<bool>,
     stop_waker: Cell<Option<Waker>>,
     clients: RefCell<Vec<Weak<ClientShared>>>,
+    /// Client connections across all shards, for --max-clients. Touched on connect and
+    /// disconnect only, never per request.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Shard {
-    pub fn new(id: usize, cfg: Arc<Config>, redis_addr: SocketAddr) -> Self {
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        redis_addr: SocketAddr,
+        connections: Arc<AtomicUsize>,
+    ) -> Self {
         let capacity = cfg.shard_capacity();
         Shard {
             id,
@@ -53,6 +61,7 @@ impl Shard {
             stop: Cell::new(false),
             stop_waker: Cell::new(None),
             clients: RefCell::new(Vec::new()),
+            connections,
             cfg,
         }
     }
@@ -111,6 +120,23 @@ impl Shard {
         }
     }
 
+    fn close_idle_clients(&self, now: u32) {
+        let timeout = self
+            .cfg
+            .client_idle_timeout
+            .as_millis()
+            .min(u32::MAX as u128) as u32;
+        if timeout == 0 {
+            return;
+        }
+        for c in self.clients.borrow().iter().filter_map(Weak::upgrade) {
+            if !c.is_dead() && !c.has_pending() && now.saturating_sub(c.last_active.get()) > timeout
+            {
+                c.disconnect();
+            }
+        }
+    }
+
     /// Nothing left to deliver: no request waits for Redis and no client has unsent replies.
     fn idle(&self) -> bool {
         self.backend.in_flight() == 0
@@ -122,8 +148,12 @@ impl Shard {
                 .all(|c| c.is_dead() || !c.has_pending())
     }
 
-    fn tick(&self) {
+    fn tick(&self, n: u64) {
         let now = self.update_clock();
+        crate::backend::conn::check_timeout(self, now);
+        if n % 20 == 0 {
+            self.close_idle_clients(now);
+        }
         let mut cache = self.cache.borrow_mut();
         let budget = 1024.max(cache.len() / 32);
         cache.sweep(now, budget);
@@ -135,17 +165,33 @@ impl Shard {
     }
 }
 
-/// Starts shard `id` on its own thread, pinned to `core` when given. `ready` receives the
-/// outcome of binding the listener.
+/// What every shard is started with.
+#[derive(Clone)]
+pub struct Common {
+    pub cfg: Arc<Config>,
+    pub listen: SocketAddr,
+    pub redis_addr: SocketAddr,
+    /// Set by the signal handler: begin shutdown.
+    pub stop: Arc<AtomicBool>,
+    pub connections: Arc<AtomicUsize>,
+    /// Each shard reports here whether it bound its listener (and on which I/O driver).
+    pub ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
+}
+
+/// Starts shard `id` on its own thread, pinned to `core` when given.
 pub fn spawn(
     id: usize,
-    cfg: Arc<Config>,
     core: Option<core_affinity::CoreId>,
-    listen: SocketAddr,
-    redis_addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
+    common: Common,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let Common {
+        cfg,
+        listen,
+        redis_addr,
+        stop,
+        connections,
+        ready,
+    } = common;
     std::thread::Builder::new()
         .name(format!("shard-{id}"))
         .spawn(move || {
@@ -154,7 +200,15 @@ pub fn spawn(
                     crate::log!(warn, "shard {id}: could not pin to core {}", core.id);
                 }
             }
-            let fut = run(id, cfg, listen, redis_addr, stop, ready.clone());
+            let common = Common {
+                cfg,
+                listen,
+                redis_addr,
+                stop,
+                connections,
+                ready: ready.clone(),
+            };
+            let fut = run(id, common);
             if let Err(e) = block_on(fut) {
                 let _ = ready.send(Err(format!("shard {id}: cannot start a runtime: {e}")));
             }
@@ -200,14 +254,15 @@ thread_local! {
     static DRIVER: Cell<&'static str> = const { Cell::new("") };
 }
 
-async fn run(
-    id: usize,
-    cfg: Arc<Config>,
-    listen: SocketAddr,
-    redis_addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
-) {
+async fn run(id: usize, common: Common) {
+    let Common {
+        cfg,
+        listen,
+        redis_addr,
+        stop,
+        connections,
+        ready,
+    } = common;
     let listener = match crate::listener::bind(listen) {
         Ok(l) => l,
         Err(e) => {
@@ -215,15 +270,15 @@ async fn run(
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, cfg, redis_addr));
+    let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections));
     let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
     monoio::spawn(crate::backend::conn::supervise(shard.clone()));
     {
         let shard = shard.clone();
         monoio::spawn(async move {
-            loop {
+            for n in 1.. {
                 monoio::time::sleep(TICK).await;
-                shard.tick();
+                shard.tick(n);
                 if stop.load(Ordering::Relaxed) {
                     shard.begin_stop();
                     return;

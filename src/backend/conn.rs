@@ -10,6 +10,7 @@ use crate::shard::Shard;
 use bytes::BytesMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -39,7 +40,9 @@ pub async fn supervise(shard: Rc<Shard>) {
                 backoff = BACKOFF_MIN;
                 let why = serve(&shard, session, was_up).await;
                 was_up = true;
-                crate::log!(warn, "shard {}: lost connection to Redis: {why}", shard.id);
+                if shard.backend.status() == Status::Up {
+                    crate::log!(warn, "shard {}: lost connection to Redis: {why}", shard.id);
+                }
                 let msg = format!("ERR backend connection lost: {why}");
                 down(&shard, why, &msg);
                 continue_after(&shard, backoff).await;
@@ -52,7 +55,11 @@ pub async fn supervise(shard: Rc<Shard>) {
             ),
         };
         if was_up {
-            crate::log!(warn, "shard {}: Redis unavailable: {failure}; retrying", shard.id);
+            crate::log!(
+                warn,
+                "shard {}: Redis unavailable: {failure}; retrying",
+                shard.id
+            );
             was_up = false;
         }
         let msg = format!("ERR backend unavailable: {failure}");
@@ -68,12 +75,19 @@ async fn continue_after(shard: &Shard, d: Duration) {
     }
 }
 
-fn down(shard: &Shard, why: String, msg: &str) {
+pub(crate) fn down(shard: &Shard, why: String, msg: &str) {
     {
         let mut st = shard.backend.st.borrow_mut();
         st.status = Status::Down;
         st.generation += 1;
         st.last_error = why;
+        if let Some(fd) = st.fd.take() {
+            // SAFETY: shutdown(2) on the connection's socket, which the reader and writer
+            // halves still own; it wakes their pending I/O without closing the descriptor.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
     }
     shard.backend.flush(); // the writer of the dead connection sees the new generation and exits
     fail_all(shard, msg);
@@ -89,6 +103,8 @@ async fn serve(shard: &Rc<Shard>, s: Session, log_up: bool) -> String {
         st.generation += 1;
         st.resp3 = s.resp3;
         st.tracking = s.tracking;
+        st.fd = Some(s.stream.as_raw_fd());
+        st.progress = shard.now();
         st.generation
     };
     if log_up {
@@ -98,13 +114,37 @@ async fn serve(shard: &Rc<Shard>, s: Session, log_up: bool) -> String {
             shard.id,
             shard.redis_addr,
             if s.resp3 { "RESP3" } else { "RESP2" },
-            if s.tracking { "CLIENT TRACKING" } else { "TTL only" }
+            if s.tracking {
+                "CLIENT TRACKING"
+            } else {
+                "TTL only"
+            }
         );
     }
     let (r, w) = s.stream.into_split();
     monoio::spawn(writer(shard.clone(), w, generation));
     shard.backend.flush();
-    reader(shard, r, s.leftover).await
+    reader(shard, r, s.leftover, generation).await
+}
+
+/// Called every tick: a request that waited longer than --backend-timeout for Redis means
+/// Redis is frozen or hung; fail what waits and reset the connection.
+pub fn check_timeout(shard: &Shard, now: u32) {
+    let timeout = shard.cfg.backend_timeout.as_millis().min(u32::MAX as u128) as u32;
+    let stalled = {
+        let mut st = shard.backend.st.borrow_mut();
+        if st.waiters.is_empty() || st.status != Status::Up {
+            st.progress = now;
+            false
+        } else {
+            now.saturating_sub(st.progress) > timeout
+        }
+    };
+    if stalled {
+        let why = format!("Redis did not reply within {:?}", shard.cfg.backend_timeout);
+        crate::log!(warn, "shard {}: {why}; resetting the connection", shard.id);
+        down(shard, why.clone(), &format!("ERR backend timeout: {why}"));
+    }
 }
 
 async fn connect(shard: &Shard) -> Result<Session, String> {
@@ -171,7 +211,12 @@ async fn connect(shard: &Shard) -> Result<Session, String> {
             );
         }
     }
-    Ok(Session { stream, leftover: buf, resp3, tracking })
+    Ok(Session {
+        stream,
+        leftover: buf,
+        resp3,
+        tracking,
+    })
 }
 
 fn is_auth_error(reply: &[u8]) -> bool {
@@ -188,7 +233,11 @@ fn error_text(reply: &[u8]) -> String {
 }
 
 /// Sends one command and reads its reply (skipping any push) during the handshake.
-async fn roundtrip(stream: &mut TcpStream, buf: &mut BytesMut, args: &[&[u8]]) -> Result<Vec<u8>, String> {
+async fn roundtrip(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    args: &[&[u8]],
+) -> Result<Vec<u8>, String> {
     let mut cmd = BytesMut::new();
     put_command(&mut cmd, args.iter().copied());
     let (res, _) = stream.write_all(cmd).await;
@@ -205,7 +254,9 @@ async fn roundtrip(stream: &mut TcpStream, buf: &mut BytesMut, args: &[&[u8]]) -
                 buf.reserve(16 * 1024);
                 let len = buf.len();
                 let owned = std::mem::take(buf);
-                let (res, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(owned, len..)).await;
+                let (res, slice) = stream
+                    .read(monoio::buf::IoBufMut::slice_mut(owned, len..))
+                    .await;
                 *buf = slice.into_inner();
                 match res {
                     Ok(0) => return Err("Redis closed the connection during the handshake".into()),

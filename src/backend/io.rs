@@ -53,9 +53,19 @@ pub async fn writer(shard: Rc<Shard>, mut w: OwnedWriteHalf<TcpStream>, generati
 }
 
 /// Reads and dispatches replies until the connection fails; returns why.
-pub async fn reader(shard: &Shard, mut r: OwnedReadHalf<TcpStream>, mut buf: BytesMut) -> String {
+pub async fn reader(
+    shard: &Shard,
+    mut r: OwnedReadHalf<TcpStream>,
+    mut buf: BytesMut,
+    generation: u64,
+) -> String {
     let mut scanner = FrameScanner::default();
     loop {
+        // After a reset (backend timeout) the waiters belong to no one on this connection:
+        // a late reply must not reach them.
+        if shard.backend.st.borrow().generation != generation {
+            return "connection reset".into();
+        }
         let mut consumed = 0;
         loop {
             match scanner.scan(&buf[consumed..]) {
@@ -72,6 +82,7 @@ pub async fn reader(shard: &Shard, mut r: OwnedReadHalf<TcpStream>, mut buf: Byt
         }
         if consumed > 0 {
             buf.advance(consumed);
+            shard.backend.st.borrow_mut().progress = shard.update_clock();
             shard.backend.wake_space();
         }
         buf.reserve(READ_CHUNK);
@@ -156,7 +167,10 @@ fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
     if f.poisoned {
         return;
     }
-    let ttl = match frame.strip_prefix(b":").and_then(|r| r.strip_suffix(b"\r\n")) {
+    let ttl = match frame
+        .strip_prefix(b":")
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+    {
         Some(n) => parse_int(n),
         None => None,
     };
@@ -205,7 +219,11 @@ impl<'a> Parser<'a> {
     fn header(&mut self) -> Option<(u8, i64)> {
         let t = *self.buf.get(self.pos)?;
         let eol = crate::resp::frame::find_crlf(self.buf, self.pos + 1)?;
-        let n = if t == b'_' { -1 } else { parse_int(&self.buf[self.pos + 1..eol])? };
+        let n = if t == b'_' {
+            -1
+        } else {
+            parse_int(&self.buf[self.pos + 1..eol])?
+        };
         self.pos = eol + 2;
         Some((t, n))
     }
@@ -229,7 +247,9 @@ pub fn fail_all(shard: &Shard, msg: &str) {
         st.out.clear();
         std::mem::take(&mut st.waiters)
     };
-    let err = |client: &ClientShared, seq: u64| client.complete(seq, |out| put_error(out, msg.as_bytes()));
+    let err = |client: &ClientShared, seq: u64| {
+        client.complete(seq, |out| put_error(out, msg.as_bytes()))
+    };
     for w in waiters {
         match w {
             Waiter::Reply { client, seq, .. } => err(&client, seq),

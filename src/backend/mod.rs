@@ -24,7 +24,11 @@ use std::task::{Poll, Waker};
 /// Who receives a backend reply.
 pub enum Waiter {
     /// Relay to a client, converted to RESP2 if needed.
-    Reply { client: Rc<ClientShared>, seq: u64, shape: Shape },
+    Reply {
+        client: Rc<ClientShared>,
+        seq: u64,
+        shape: Shape,
+    },
     /// The GET of a cache fill: goes to every waiter of the fetch.
     Get(FetchRef),
     /// The PTTL that follows a fill's GET: decides whether and how long to cache.
@@ -64,6 +68,10 @@ pub struct State {
     pub last_error: String,
     /// Bumped per connection so a writer of a dead connection stops.
     pub generation: u64,
+    /// The live connection's socket, to shut it down on a backend timeout.
+    pub fd: Option<std::os::fd::RawFd>,
+    /// Shard clock when a reply last arrived, or when nothing was waiting.
+    pub progress: u32,
 }
 
 pub struct Backend {
@@ -84,6 +92,8 @@ impl Backend {
                 tracking: false,
                 last_error: String::new(),
                 generation: 0,
+                fd: None,
+                progress: 0,
             }),
             writer: Cell::new(None),
             space: RefCell::new(Vec::new()),
@@ -105,7 +115,10 @@ impl Backend {
     /// Writes the "backend down" error reply.
     pub fn put_down_error(&self, out: &mut BytesMut) {
         let st = self.st.borrow();
-        put_error(out, format!("ERR backend unavailable: {}", st.last_error).as_bytes());
+        put_error(
+            out,
+            format!("ERR backend unavailable: {}", st.last_error).as_bytes(),
+        );
     }
 
     #[inline]

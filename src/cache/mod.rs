@@ -319,7 +319,9 @@ mod tests {
         let mut model: Vec<(u8, u8)> = vec![]; // most recent last
         let mut seed = 12345u64;
         for step in 0..20_000u32 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let key = ((seed >> 33) % 12) as u8;
             match (seed >> 40) % 3 {
                 0 => {

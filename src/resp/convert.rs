@@ -80,7 +80,10 @@ fn conv(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool) -> usize {
                 b'=' => put_bulk(out, body.get(4..).unwrap_or(b"")),
                 _ => {
                     out.extend_from_slice(b"-");
-                    out.extend(body.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+                    out.extend(
+                        body.iter()
+                            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+                    );
                     out.extend_from_slice(b"\r\n");
                 }
             }
@@ -96,7 +99,11 @@ fn conv(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool) -> usize {
         }
         // Lua's true becomes 1 and false becomes a null for RESP2 clients (redis-server's rule).
         b'#' => {
-            out.extend_from_slice(if h.line == b"t" { b":1\r\n" } else { b"$-1\r\n" });
+            out.extend_from_slice(if h.line == b"t" {
+                b":1\r\n"
+            } else {
+                b"$-1\r\n"
+            });
             h.next
         }
         b'*' | b'~' | b'>' | b'%' => {
@@ -192,7 +199,10 @@ mod tests {
     fn scalars() {
         assert_eq!(c(b"_\r\n", Shape::Plain), "$-1\r\n");
         assert_eq!(c(b"_\r\n", Shape::NullArray), "*-1\r\n");
-        assert_eq!(c(b",0.10000000000000001\r\n", Shape::Plain), "$19\r\n0.10000000000000001\r\n");
+        assert_eq!(
+            c(b",0.10000000000000001\r\n", Shape::Plain),
+            "$19\r\n0.10000000000000001\r\n"
+        );
         assert_eq!(c(b",inf\r\n", Shape::Plain), "$3\r\ninf\r\n");
         assert_eq!(c(b"#t\r\n", Shape::Plain), ":1\r\n");
         assert_eq!(c(b"#f\r\n", Shape::Plain), "$-1\r\n");
@@ -204,7 +214,10 @@ mod tests {
 
     #[test]
     fn aggregates_keep_order() {
-        assert_eq!(c(b"%2\r\n$1\r\nb\r\n:1\r\n$1\r\na\r\n:2\r\n", Shape::Plain), "*4\r\n$1\r\nb\r\n:1\r\n$1\r\na\r\n:2\r\n");
+        assert_eq!(
+            c(b"%2\r\n$1\r\nb\r\n:1\r\n$1\r\na\r\n:2\r\n", Shape::Plain),
+            "*4\r\n$1\r\nb\r\n:1\r\n$1\r\na\r\n:2\r\n"
+        );
         assert_eq!(c(b"~1\r\n+x\r\n", Shape::Plain), "*1\r\n+x\r\n");
         assert_eq!(c(b"|1\r\n+k\r\n+v\r\n:7\r\n", Shape::Plain), ":7\r\n");
     }
@@ -212,7 +225,10 @@ mod tests {
     #[test]
     fn pairs_are_flattened() {
         let z = b"*2\r\n*2\r\n$1\r\na\r\n,1\r\n*2\r\n$1\r\nb\r\n,2.5\r\n";
-        assert_eq!(c(z, Shape::FlattenPairs), "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$3\r\n2.5\r\n");
+        assert_eq!(
+            c(z, Shape::FlattenPairs),
+            "*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$3\r\n2.5\r\n"
+        );
         // ZPOPMIN without a count is already flat in RESP3.
         let flat = b"*2\r\n$1\r\na\r\n,1\r\n";
         assert_eq!(c(flat, Shape::FlattenPairs), "*2\r\n$1\r\na\r\n$1\r\n1\r\n");

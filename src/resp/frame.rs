@@ -45,7 +45,11 @@ impl FrameScanner {
     /// and more bytes; after a result, the scanner is ready for the next frame.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Option<FrameInfo>, FrameError> {
         if self.needed == 0 {
-            *self = FrameScanner { pos: 0, needed: 1, resp3: false };
+            *self = FrameScanner {
+                pos: 0,
+                needed: 1,
+                resp3: false,
+            };
         }
         let r = self.run(buf);
         if !matches!(r, Ok(None)) {
@@ -112,7 +116,11 @@ impl FrameScanner {
             self.needed -= 1;
             self.pos = next;
         }
-        Ok(Some(FrameInfo { len: self.pos, resp3: self.resp3, push }))
+        Ok(Some(FrameInfo {
+            len: self.pos,
+            resp3: self.resp3,
+            push,
+        }))
     }
 }
 

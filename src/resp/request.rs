@@ -20,11 +20,18 @@ pub struct ProtocolError(pub &'static str);
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scan {
     /// A whole command of `len` bytes from the start of the input; read it with [`RequestScanner::args`].
-    Command { len: usize, inline: bool },
+    Command {
+        len: usize,
+        inline: bool,
+    },
     /// Blank inline line or empty array: consume `len` bytes, nothing to answer.
-    Skip { len: usize },
+    Skip {
+        len: usize,
+    },
     /// More bytes are needed. `hint` is how many bytes the command needs in total, when known.
-    Incomplete { hint: usize },
+    Incomplete {
+        hint: usize,
+    },
     Error(ProtocolError),
 }
 
@@ -203,8 +210,8 @@ impl RequestScanner {
         };
         self.ranges.clear();
         self.inline_buf.clear();
-        if split_args(line, &mut self.inline_buf, &mut self.ranges).is_err() {
-            return Scan::Error(ProtocolError("unbalanced quotes in request"));
+        if let Err(e) = split_args(line, &mut self.inline_buf, &mut self.ranges) {
+            return Scan::Error(e);
         }
         if self.ranges.is_empty() {
             return Scan::Skip { len: nl + 1 };
@@ -244,7 +251,10 @@ fn memchr(b: u8, s: &[u8]) -> Option<usize> {
 /// Reads a decimal integer from `start` up to `\r\n`. `Ok(None)`: line not complete yet.
 /// `Err(None)`: not a valid integer.
 #[inline]
-fn read_int_line(input: &[u8], start: usize) -> Result<Option<(i64, usize)>, Option<ProtocolError>> {
+fn read_int_line(
+    input: &[u8],
+    start: usize,
+) -> Result<Option<(i64, usize)>, Option<ProtocolError>> {
     let mut i = start;
     let mut neg = false;
     if input.get(i) == Some(&b'-') {
@@ -281,7 +291,12 @@ fn read_int_line(input: &[u8], start: usize) -> Result<Option<(i64, usize)>, Opt
 /// Splits an inline command line like redis-server's `sdssplitargs`: whitespace separates
 /// arguments; "double quotes" take `\n \r \t \b \a \\ \" \xHH` escapes; 'single quotes' take `\'`.
 /// A closing quote must be followed by whitespace or the end of the line.
-pub fn split_args(line: &[u8], out: &mut Vec<u8>, ranges: &mut Vec<(u32, u32)>) -> Result<(), ()> {
+pub fn split_args(
+    line: &[u8],
+    out: &mut Vec<u8>,
+    ranges: &mut Vec<(u32, u32)>,
+) -> Result<(), ProtocolError> {
+    const UNBALANCED: ProtocolError = ProtocolError("unbalanced quotes in request");
     let mut i = 0;
     let n = line.len();
     loop {
@@ -297,10 +312,15 @@ pub fn split_args(line: &[u8], out: &mut Vec<u8>, ranges: &mut Vec<(u32, u32)>) 
         loop {
             if in_dq {
                 if i >= n {
-                    return Err(());
+                    return Err(UNBALANCED);
                 }
                 let c = line[i];
-                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && is_hex(line[i + 2])
+                    && is_hex(line[i + 3])
+                {
                     out.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
                     i += 4;
                     continue;
@@ -316,7 +336,7 @@ pub fn split_args(line: &[u8], out: &mut Vec<u8>, ranges: &mut Vec<(u32, u32)>) 
                     });
                 } else if c == b'"' {
                     if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return Err(());
+                        return Err(UNBALANCED);
                     }
                     i += 1;
                     break;
@@ -326,7 +346,7 @@ pub fn split_args(line: &[u8], out: &mut Vec<u8>, ranges: &mut Vec<(u32, u32)>) 
                 i += 1;
             } else if in_sq {
                 if i >= n {
-                    return Err(());
+                    return Err(UNBALANCED);
                 }
                 let c = line[i];
                 if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
@@ -335,7 +355,7 @@ pub fn split_args(line: &[u8], out: &mut Vec<u8>, ranges: &mut Vec<(u32, u32)>) 
                     continue;
                 } else if c == b'\'' {
                     if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return Err(());
+                        return Err(UNBALANCED);
                     }
                     i += 1;
                     break;
@@ -396,7 +416,10 @@ mod tests {
     #[test]
     fn resp_pipeline() {
         let got = scan_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n");
-        assert_eq!(got, vec![vec![b"GET".to_vec(), b"k".to_vec()], vec![b"PING".to_vec()]]);
+        assert_eq!(
+            got,
+            vec![vec![b"GET".to_vec(), b"k".to_vec()], vec![b"PING".to_vec()]]
+        );
     }
 
     #[test]
@@ -404,9 +427,18 @@ mod tests {
         let cmd = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n";
         let mut sc = RequestScanner::new();
         for end in 0..cmd.len() {
-            assert!(matches!(sc.scan(&cmd[..end]), Scan::Incomplete { .. }), "at {end}");
+            assert!(
+                matches!(sc.scan(&cmd[..end]), Scan::Incomplete { .. }),
+                "at {end}"
+            );
         }
-        assert_eq!(sc.scan(cmd), Scan::Command { len: cmd.len(), inline: false });
+        assert_eq!(
+            sc.scan(cmd),
+            Scan::Command {
+                len: cmd.len(),
+                inline: false
+            }
+        );
         assert_eq!(sc.args(cmd).get(2), b"va\r\nl");
     }
 
@@ -416,7 +448,12 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                vec![b"set".to_vec(), b"a b".to_vec(), b"c'd".to_vec(), b"A\n".to_vec()],
+                vec![
+                    b"set".to_vec(),
+                    b"a b".to_vec(),
+                    b"c'd".to_vec(),
+                    b"A\n".to_vec()
+                ],
                 vec![b"PING".to_vec()]
             ]
         );
@@ -435,7 +472,11 @@ mod tests {
         ];
         for (input, want) in cases {
             let mut sc = RequestScanner::new();
-            assert_eq!(sc.scan(input), Scan::Error(ProtocolError(want)), "{input:?}");
+            assert_eq!(
+                sc.scan(input),
+                Scan::Error(ProtocolError(want)),
+                "{input:?}"
+            );
         }
     }
 
@@ -451,7 +492,10 @@ mod tests {
     fn oversized_inline_refused() {
         let mut sc = RequestScanner::new();
         let line = vec![b'a'; MAX_INLINE + 1];
-        assert_eq!(sc.scan(&line), Scan::Error(ProtocolError("too big inline request")));
+        assert_eq!(
+            sc.scan(&line),
+            Scan::Error(ProtocolError("too big inline request"))
+        );
     }
 
     /// Differential check against redis-protocol's RESP2 decoder on generated pipelines.
@@ -472,7 +516,9 @@ mod tests {
                 let mut args = vec![];
                 for a in 0..argc {
                     let len = ((seed >> (a * 8)) % 40) as usize;
-                    let arg: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed as u8 | 1)).collect();
+                    let arg: Vec<u8> = (0..len)
+                        .map(|i| (i as u8).wrapping_mul(seed as u8 | 1))
+                        .collect();
                     buf.extend_from_slice(format!("${len}\r\n").as_bytes());
                     buf.extend_from_slice(&arg);
                     buf.extend_from_slice(b"\r\n");
@@ -485,7 +531,9 @@ mod tests {
             let mut lib = vec![];
             while let Some((frame, n)) = decode(&buf[at..]).unwrap() {
                 at += n;
-                let OwnedFrame::Array(items) = frame else { panic!() };
+                let OwnedFrame::Array(items) = frame else {
+                    panic!()
+                };
                 lib.push(
                     items
                         .into_iter()

@@ -29,7 +29,10 @@ pub fn put_command<'a>(out: &mut BytesMut, args: impl ExactSizeIterator<Item = &
 /// `-<prefix><msg>\r\n`, with CR/LF in `msg` replaced so a reply can never be split in two.
 pub fn put_error(out: &mut BytesMut, msg: &[u8]) {
     out.extend_from_slice(b"-");
-    out.extend(msg.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+    out.extend(
+        msg.iter()
+            .map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+    );
     out.extend_from_slice(b"\r\n");
 }
 
