@@ -27,8 +27,12 @@ pub fn auth(shard: &Shard, client: &ClientShared, args: &Args, out: &mut BytesMu
     let (user, pass) = match args.len() {
         2 => (&b"default"[..], args.get(1)),
         3 => (args.get(1), args.get(2)),
-        _ => {
+        1 => {
             out.extend_from_slice(b"-ERR wrong number of arguments for 'auth' command\r\n");
+            return;
+        }
+        _ => {
+            out.extend_from_slice(b"-ERR syntax error\r\n");
             return;
         }
     };

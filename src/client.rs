@@ -23,6 +23,7 @@ const OUT_HIGH: usize = 8 << 20;
 /// ...or this many of its requests wait for Redis.
 const PENDING_HIGH: usize = 16 * 1024;
 const KEEP_BUF: usize = 1 << 20;
+const TOO_BIG: &[u8] = b"ERR Protocol error: request larger than --max-request-bytes";
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
@@ -103,6 +104,11 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
         let mut quit = false;
         loop {
             match scanner.scan(&buf[consumed..]) {
+                Scan::Command { len, .. } if len > max_request => {
+                    client.push_local(|o| put_error(o, TOO_BIG));
+                    quit = true;
+                    break;
+                }
                 Scan::Command { len, inline } => {
                     let cmd = &buf[consumed..consumed + len];
                     let args = scanner.args(cmd);

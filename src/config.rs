@@ -22,7 +22,7 @@ pub struct Config {
 
     /// Backing Redis: host:port or redis://[user:password@]host:port[/db]. Credentials and db
     /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT).
-    #[arg(long, env = "REDIS_PROXY_REDIS", default_value = "127.0.0.1:6379", value_parser = RedisTarget::parse)]
+    #[arg(long, env = "REDIS_PROXY_REDIS", hide_env_values = true, default_value = "127.0.0.1:6379", value_parser = RedisTarget::parse)]
     pub redis: RedisTarget,
 
     /// Most keys cached by the whole proxy, split evenly across threads; 0 turns the cache off.

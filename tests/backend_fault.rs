@@ -258,3 +258,50 @@ fn disconnecting_client_with_pending_requests_does_not_disturb_others() {
         }
     }
 }
+
+#[test]
+fn frozen_redis_times_out_and_recovers() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(
+        redis.port(),
+        &[
+            "--threads",
+            "1",
+            "--backend-timeout",
+            "500ms",
+            "--connect-timeout",
+            "500ms",
+            "--expire",
+            "1h",
+        ],
+    );
+    let mut p = proxy.connect();
+    assert_eq!(p.cmd(&["SET", "cached", "v"]), Reply::ok());
+    assert_eq!(p.cmd(&["GET", "cached"]), Reply::bulk("v"));
+    assert_eq!(p.cmd(&["GET", "cached"]), Reply::bulk("v"));
+
+    redis.stop();
+    let start = Instant::now();
+    p.send_cmd(&["GET", "uncached"]);
+    p.send_cmd(&["ECHO", "after"]);
+    let r = p.read_reply();
+    let took = start.elapsed();
+    assert!(r.is_error(), "frozen redis: got {r:?}");
+    assert_err_prefix(&r, "ERR");
+    assert!(took < Duration::from_secs(3), "error took {took:?}");
+    assert_eq!(p.read_reply(), Reply::bulk("after"));
+    assert_eq!(p.cmd(&["PING"]), Reply::pong());
+
+    redis.cont();
+    let mut last = Reply::nil();
+    let ok = wait_until(Duration::from_secs(5), || {
+        last = p.cmd(&["SET", "x", "1"]);
+        if last != Reply::ok() {
+            thread::sleep(Duration::from_millis(100));
+        }
+        last == Reply::ok()
+    });
+    assert!(ok, "no recovery after SIGCONT; last {last:?}");
+    assert_eq!(p.cmd(&["GET", "x"]), Reply::bulk("1"));
+    assert_eq!(redis.cmd(&["GET", "x"]), Reply::bulk("1"));
+}

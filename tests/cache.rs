@@ -248,3 +248,107 @@ fn non_string_values_are_not_cached_wrongly() {
     });
     assert!(ok, "last GET: {last:?}");
 }
+
+#[test]
+fn mget_served_from_cache() {
+    // MGET takes hits from the cache (filled by GETs) and fetches only the
+    // missing keys from redis.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1", "--expire", "1h"]);
+    let mut p = proxy.connect();
+    for k in ["a", "b", "c"] {
+        assert_eq!(redis.cmd(&["SET", k, &format!("val-{k}")]), Reply::ok());
+    }
+    let want = Reply::Array(Some(vec![
+        Reply::bulk("val-a"),
+        Reply::nil(),
+        Reply::bulk("val-b"),
+        Reply::bulk("val-c"),
+        Reply::bulk("val-a"),
+    ]));
+    let args = ["MGET", "a", "missing", "b", "c", "a"];
+    assert_eq!(p.cmd(&args), want, "MGET, nothing cached");
+    let calls = |r: &RedisServer| r.cmdstat_calls("get") + r.cmdstat_calls("mget");
+    for k in ["a", "c"] {
+        assert_eq!(p.cmd(&["GET", k]), Reply::bulk(format!("val-{k}")));
+    }
+    let n0 = calls(&redis);
+    assert_eq!(
+        p.cmd(&["MGET", "c", "a", "c"]),
+        Reply::array_of_bulks(&["val-c", "val-a", "val-c"])
+    );
+    assert_eq!(calls(&redis), n0, "all-hit MGET must not reach redis");
+    assert_eq!(p.cmd(&args), want, "MGET, partly cached");
+    assert_eq!(calls(&redis), n0 + 1, "one MGET for the missing keys only");
+    let mut d = redis.connect();
+    let mut bytes = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        let keys: Vec<String> = (0..(i % 5 + 1))
+            .map(|j| ["a", "b", "c", "missing", "a"][(i + j) % 5].to_string())
+            .collect();
+        let mut cmd = vec!["MGET".to_string()];
+        cmd.extend(keys.iter().cloned());
+        expected.push(d.cmd(&cmd));
+        bytes.extend(encode(&cmd));
+        if i % 7 == 0 {
+            bytes.extend(encode(&["GET", "b"]));
+            expected.push(Reply::bulk("val-b"));
+        }
+    }
+    p.send(&bytes);
+    for (i, want) in expected.iter().enumerate() {
+        assert_eq!(&p.read_reply(), want, "pipelined reply #{i}");
+    }
+
+    // Read-your-writes through MGET.
+    assert_eq!(p.cmd(&["SET", "b", "new-b"]), Reply::ok());
+    assert_eq!(p.cmd(&["DEL", "c"]), Reply::Int(1));
+    assert_eq!(
+        p.cmd(&["MGET", "a", "b", "c"]),
+        Reply::Array(Some(vec![
+            Reply::bulk("val-a"),
+            Reply::bulk("new-b"),
+            Reply::nil()
+        ]))
+    );
+    // Errors like redis: arity, and a wrong-type key is just nil in MGET.
+    assert_eq!(redis.cmd(&["RPUSH", "list", "x"]), Reply::Int(1));
+    let mut d = redis.connect();
+    for args in [&["MGET"][..], &["MGET", "list", "a"][..]] {
+        assert_eq!(p.cmd(args), d.cmd(args), "{args:?}");
+    }
+}
+
+#[test]
+fn invalidation_off_relies_on_expire_and_own_writes() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(
+        redis.port(),
+        &[
+            "--threads",
+            "1",
+            "--invalidation",
+            "off",
+            "--expire",
+            "500ms",
+        ],
+    );
+    let mut p = proxy.connect();
+    assert_eq!(redis.cmd(&["SET", "k", "v1"]), Reply::ok());
+    assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("v1"));
+    assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("v1"));
+    // External write: not seen until the entry expires.
+    assert_eq!(redis.cmd(&["SET", "k", "v2"]), Reply::ok());
+    assert_eq!(
+        p.cmd(&["GET", "k"]),
+        Reply::bulk("v1"),
+        "--invalidation off still invalidated?"
+    );
+    sleep(Duration::from_millis(600));
+    assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("v2"));
+    // Own writes still invalidate.
+    assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("v2"));
+    assert_eq!(p.cmd(&["SET", "k", "v3"]), Reply::ok());
+    assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("v3"));
+}

@@ -183,3 +183,22 @@ fn hits_and_misses_interleaved_keep_order() {
         "warm keys were not served from cache: {forwarded} GETs forwarded"
     );
 }
+
+#[test]
+fn tiny_redis_ops_limit_still_correct() {
+    // Backpressure: at most 2 requests in flight to redis per shard.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "2", "--redis-ops-limit", "2"]);
+    let handles: Vec<_> = (0..3)
+        .map(|c| {
+            let mut conn = proxy.connect();
+            thread::spawn(move || {
+                let (bytes, expected) = build_workload(&format!("lim{c}"), 3_000, 77 + c);
+                run_pipeline(&mut conn, bytes, &expected);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("wrong reply under --redis-ops-limit 2");
+    }
+}

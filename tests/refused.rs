@@ -1,5 +1,6 @@
 //! Connection-stateful commands are refused with an `-ERR ... not supported`
-//! reply, and the connection stays usable.
+//! reply, and the connection stays usable. (HELLO is answered by the proxy
+//! itself, RESP2 only: see auth.rs.)
 mod common;
 
 use common::*;
@@ -13,9 +14,17 @@ const REFUSED: &[(&[&str], &str)] = &[
     (&["SUBSCRIBE", "chan"], "'subscribe'"),
     (&["SELECT", "1"], "'select'"),
     (&["CLIENT", "LIST"], "'client"),
-    (&["HELLO", "3"], "'hello'"),
     (&["MONITOR"], "'monitor'"),
     (&["RESET"], "'reset'"),
+    (&["DISCARD"], "'discard'"),
+    (&["UNWATCH"], "'unwatch'"),
+    (&["PSUBSCRIBE", "ch*"], "'psubscribe'"),
+    (&["BRPOP", "list", "1"], "'brpop'"),
+    (&["BLMOVE", "a", "b", "LEFT", "RIGHT", "0"], "'blmove'"),
+    (&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], "'xread'"),
+    (&["WAIT", "1", "0"], "'wait'"),
+    (&["SWAPDB", "0", "1"], "'swapdb'"),
+    (&["SHUTDOWN", "NOSAVE"], "'shutdown'"),
 ];
 
 #[track_caller]
@@ -95,4 +104,9 @@ fn refused_commands_do_not_reach_redis() {
     assert_eq!(q.cmd(&["RPUSH", "empty", "x"]), Reply::Int(1));
     assert_eq!(redis.cmd(&["LLEN", "empty"]), Reply::Int(1));
     assert_eq!(p.cmd(&["GET", "m"]), Reply::bulk("1"));
+
+    // SHUTDOWN must never reach redis.
+    assert_refused(&p.cmd(&["SHUTDOWN", "NOSAVE"]), "'shutdown'");
+    assert_eq!(redis.cmd(&["PING"]), Reply::pong());
+    assert_eq!(p.cmd(&["INCR", "still-up"]), Reply::Int(1));
 }

@@ -18,9 +18,17 @@ struct Rw {
 }
 
 impl Rw {
-    fn new() -> Rw {
+    /// `tracking`: default invalidation. Without it (`--invalidation off`)
+    /// nothing but the proxy's own invalidation of written keys can make the
+    /// GET right, so a missed key fails deterministically instead of racing
+    /// an asynchronous tracking message.
+    fn new(tracking: bool) -> Rw {
         let redis = RedisServer::start();
-        let proxy = Proxy::start(redis.port(), &["--threads", "2", "--expire", "1h"]);
+        let mode = if tracking { "tracking" } else { "off" };
+        let proxy = Proxy::start(
+            redis.port(),
+            &["--threads", "2", "--expire", "1h", "--invalidation", mode],
+        );
         let p = proxy.connect();
         let d = redis.connect();
         Rw {
@@ -79,14 +87,28 @@ impl Rw {
     }
 }
 
+/// One module per case, with a test per invalidation mode.
 macro_rules! rw_case {
     ($name:ident, $initial:expr, |$rw:ident| $body:block) => {
-        #[test]
-        fn $name() {
-            let mut $rw = Rw::new();
-            let before = $rw.cache($initial);
-            $body
-            $rw.check(&before, true);
+        mod $name {
+            use super::*;
+
+            fn run(tracking: bool) {
+                let mut $rw = Rw::new(tracking);
+                let before = $rw.cache($initial);
+                $body
+                $rw.check(&before, true);
+            }
+
+            #[test]
+            fn tracking() {
+                run(true);
+            }
+
+            #[test]
+            fn invalidation_off() {
+                run(false);
+            }
         }
     };
 }
@@ -170,16 +192,29 @@ rw_case!(pexpireat_past, Some("old"), |rw| {
     assert_eq!(rw.write(&["PEXPIREAT", "k", "1000"]), Reply::Int(1));
 });
 
-#[test]
-fn persist() {
+mod persist {
+    use super::*;
+
     // k has a short TTL when cached; PERSIST removes it, so k must still be
     // there after the original TTL would have passed.
-    let mut rw = Rw::new();
-    let before = rw.cache_with(Some("old"), &["PX", "300"]);
-    assert_eq!(rw.write(&["PERSIST", "k"]), Reply::Int(1));
-    sleep(Duration::from_millis(450));
-    assert_eq!(rw.d.cmd(&["GET", "k"]), Reply::bulk("old"));
-    rw.check(&before, false);
+    fn run(tracking: bool) {
+        let mut rw = Rw::new(tracking);
+        let before = rw.cache_with(Some("old"), &["PX", "300"]);
+        assert_eq!(rw.write(&["PERSIST", "k"]), Reply::Int(1));
+        sleep(Duration::from_millis(450));
+        assert_eq!(rw.d.cmd(&["GET", "k"]), Reply::bulk("old"));
+        rw.check(&before, false);
+    }
+
+    #[test]
+    fn tracking() {
+        run(true);
+    }
+
+    #[test]
+    fn invalidation_off() {
+        run(false);
+    }
 }
 
 rw_case!(rename_onto_cached_dest, Some("old"), |rw| {
@@ -280,10 +315,130 @@ rw_case!(lowercase_write_command, Some("old"), |rw| {
     rw.write(&["set", "k", "new"]);
 });
 
-#[test]
-fn pipelined_writes_then_gets() {
+// Writes that create k (cached as missing) with another type: any write
+// must invalidate, not just string commands.
+rw_case!(hset_creates_key, None, |rw| {
+    rw.write(&["HSET", "k", "f", "v"]);
+});
+rw_case!(lpush_creates_key, None, |rw| {
+    rw.write(&["LPUSH", "k", "x"]);
+});
+rw_case!(sadd_creates_key, None, |rw| {
+    rw.write(&["SADD", "k", "x"]);
+});
+rw_case!(zadd_creates_key, None, |rw| {
+    rw.write(&["ZADD", "k", "1", "x"]);
+});
+rw_case!(xadd_creates_key, None, |rw| {
+    rw.write(&["XADD", "k", "*", "f", "v"]);
+});
+rw_case!(pfadd_creates_key, None, |rw| {
+    rw.write(&["PFADD", "k", "a", "b"]);
+});
+rw_case!(geoadd_creates_key, None, |rw| {
+    rw.write(&["GEOADD", "k", "13.361389", "38.115556", "palermo"]);
+});
+rw_case!(xgroup_create_mkstream, None, |rw| {
+    rw.write(&["XGROUP", "CREATE", "k", "grp", "$", "MKSTREAM"]);
+});
+rw_case!(lmove_dest, None, |rw| {
+    rw.direct(&["RPUSH", "src", "a"]);
+    rw.write(&["LMOVE", "src", "k", "LEFT", "RIGHT"]);
+});
+rw_case!(rpoplpush_dest, None, |rw| {
+    rw.direct(&["RPUSH", "src", "a"]);
+    rw.write(&["RPOPLPUSH", "src", "k"]);
+});
+rw_case!(smove_dest, None, |rw| {
+    rw.direct(&["SADD", "src", "a"]);
+    assert_eq!(rw.write(&["SMOVE", "src", "k", "a"]), Reply::Int(1));
+});
+rw_case!(incr_on_cached_missing_key, None, |rw| {
+    assert_eq!(rw.write(&["INCR", "k"]), Reply::Int(1));
+});
+rw_case!(append_on_cached_missing_key, None, |rw| {
+    rw.write(&["APPEND", "k", "abc"]);
+});
+rw_case!(sinterstore_empty_result_deletes_dest, Some("old"), |rw| {
+    rw.direct(&["SADD", "s1", "a"]);
+    rw.direct(&["SADD", "s2", "b"]);
+    assert_eq!(rw.write(&["SINTERSTORE", "k", "s1", "s2"]), Reply::Int(0));
+});
+rw_case!(zrangestore_dest, Some("old"), |rw| {
+    rw.direct(&["ZADD", "z", "1", "m"]);
+    assert_eq!(
+        rw.write(&["ZRANGESTORE", "k", "z", "0", "-1"]),
+        Reply::Int(1)
+    );
+});
+rw_case!(georadius_store_dest, Some("old"), |rw| {
+    rw.direct(&["GEOADD", "geo", "13.361389", "38.115556", "palermo"]);
+    assert_eq!(
+        rw.write(&["GEORADIUS", "geo", "15", "37", "200", "km", "STORE", "k"]),
+        Reply::Int(1)
+    );
+});
+rw_case!(georadiusbymember_storedist_dest, Some("old"), |rw| {
+    rw.direct(&["GEOADD", "geo", "13.361389", "38.115556", "palermo"]);
+    assert_eq!(
+        rw.write(&[
+            "GEORADIUSBYMEMBER",
+            "geo",
+            "palermo",
+            "10",
+            "km",
+            "STOREDIST",
+            "k"
+        ]),
+        Reply::Int(1)
+    );
+});
+rw_case!(geosearchstore_dest, Some("old"), |rw| {
+    rw.direct(&["GEOADD", "geo", "13.361389", "38.115556", "palermo"]);
+    assert_eq!(
+        rw.write(&[
+            "GEOSEARCHSTORE",
+            "k",
+            "geo",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYRADIUS",
+            "200",
+            "km"
+        ]),
+        Reply::Int(1)
+    );
+});
+rw_case!(getex_then_set_keepttl, Some("old"), |rw| {
+    rw.write(&["GETEX", "k", "PX", "5000"]);
+    rw.write(&["SET", "k", "new", "KEEPTTL"]);
+});
+rw_case!(set_xx, Some("old"), |rw| {
+    rw.write(&["SET", "k", "new", "XX"]);
+});
+rw_case!(mset_same_key_twice, Some("old"), |rw| {
+    rw.write(&["MSET", "k", "first", "k", "second"]);
+});
+rw_case!(fcall_with_declared_key, Some("old"), |rw| {
+    rw.direct(&[
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=testlib\nredis.register_function('setkey', function(keys, args) return redis.call('SET', keys[1], args[1]) end)",
+    ]);
+    rw.write(&["FCALL", "setkey", "1", "k", "from-function"]);
+});
+rw_case!(pipelined_write_then_get_same_batch, Some("old"), |rw| {
+    let mut bytes = encode(&["SET", "k", "new"]);
+    bytes.extend(encode(&["GET", "k"]));
+    rw.p.send(&bytes);
+    assert_eq!(rw.p.read_reply(), Reply::ok());
+    assert_eq!(rw.p.read_reply(), Reply::bulk("new"));
+});
+
+fn pipelined_writes_then_gets(tracking: bool) {
     // Within one pipeline: GET (cached) / write / GET must see the write.
-    let rw = &mut Rw::new();
+    let rw = &mut Rw::new(tracking);
     for k in ["a", "b", "c", "d"] {
         assert_eq!(rw.p.cmd(&["SET", k, "10"]), Reply::ok());
         assert_eq!(rw.p.cmd(&["GET", k]), Reply::bulk("10"));
@@ -318,4 +473,14 @@ fn pipelined_writes_then_gets() {
     for k in ["a", "b", "c", "d"] {
         assert_eq!(rw.p.cmd(&["GET", k]), rw.d.cmd(&["GET", k]), "key {k}");
     }
+}
+
+#[test]
+fn pipelined_writes_then_gets_tracking() {
+    pipelined_writes_then_gets(true);
+}
+
+#[test]
+fn pipelined_writes_then_gets_invalidation_off() {
+    pipelined_writes_then_gets(false);
 }

@@ -50,26 +50,27 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// Sends an inline-free RESP `PING` and checks for `+PONG` (used for readiness).
-fn ping_ok(port: u16) -> bool {
+/// Sends a RESP `PING` and returns the first reply line, if any (readiness probe).
+fn ping_line(port: u16) -> Option<Vec<u8>> {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 7];
-    let mut got = 0;
-    while got < buf.len() {
-        match s.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => got += n,
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(b"*1\r\n$4\r\nPING\r\n").ok()?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") && line.len() < 4096 {
+        match s.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            _ => return None,
         }
     }
-    &buf == b"+PONG\r\n"
+    Some(line)
+}
+
+/// True if the server at `port` answers PING with +PONG.
+fn ping_ok(port: u16) -> bool {
+    ping_line(port).as_deref() == Some(b"+PONG\r\n")
 }
 
 // ---------------------------------------------------------------------------
@@ -80,14 +81,25 @@ fn ping_ok(port: u16) -> bool {
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a fresh redis-server on a free port and waits until it answers PING.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Like [`start`](Self::start) with extra redis-server arguments
+    /// (e.g. `["--requirepass", "pw"]`); they are kept for `restart`.
+    pub fn start_with(extra: &[&str]) -> Self {
         for _ in 0..5 {
             let port = free_port();
-            let mut srv = RedisServer { port, child: None };
+            let mut srv = RedisServer {
+                port,
+                child: None,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            };
             if srv.try_spawn() {
                 return srv;
             }
@@ -95,13 +107,25 @@ impl RedisServer {
         panic!("could not start redis-server (tried 5 ports)");
     }
 
-    fn spawn_child(port: u16) -> Child {
+    /// Starts a redis-server on a given port (e.g. one a proxy already points at).
+    pub fn start_on_port(port: u16) -> Self {
+        let mut srv = RedisServer {
+            port,
+            child: None,
+            extra: Vec::new(),
+        };
+        srv.restart();
+        srv
+    }
+
+    fn spawn_child(port: u16, extra: &[String]) -> Child {
         Command::new("redis-server")
             .args(["--port", &port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--daemonize", "no"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -111,15 +135,17 @@ impl RedisServer {
 
     /// Spawns on `self.port`; true once it answers PING within 5s.
     fn try_spawn(&mut self) -> bool {
-        let mut child = Self::spawn_child(self.port);
+        let mut child = Self::spawn_child(self.port, &self.extra);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 return false; // exited early, e.g. port taken
             }
-            if ping_ok(self.port) {
-                self.child = Some(child);
-                return true;
+            if let Some(line) = ping_line(self.port) {
+                if line == b"+PONG\r\n" || line.starts_with(b"-NOAUTH") {
+                    self.child = Some(child);
+                    return true;
+                }
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
@@ -174,9 +200,19 @@ impl RedisServer {
         send_signal(self.pid(), "CONT");
     }
 
-    /// A direct raw connection to this redis-server (bypassing the proxy).
+    /// A direct raw connection to this redis-server (bypassing the proxy),
+    /// authenticated if the server was started with `--requirepass`.
     pub fn connect(&self) -> Raw {
-        Raw::connect(self.port)
+        let mut c = Raw::connect(self.port);
+        if let Some(i) = self.extra.iter().position(|a| a == "--requirepass") {
+            let pw = &self.extra[i + 1];
+            assert_eq!(
+                c.cmd(&["AUTH", pw.as_str()]),
+                Reply::ok(),
+                "AUTH to redis-server"
+            );
+        }
+        c
     }
 
     /// Runs one command on a fresh direct connection.
@@ -228,17 +264,6 @@ pub struct Proxy {
     exit: Option<ExitStatus>,
 }
 
-const PROXY_ENV_VARS: &[&str] = &[
-    "REDIS_PROXY_LISTEN",
-    "REDIS_PROXY_REDIS",
-    "REDIS_PROXY_CAPACITY",
-    "REDIS_PROXY_EXPIRE",
-    "REDIS_PROXY_THREADS",
-    "REDIS_PROXY_REDIS_OPS_LIMIT",
-    "REDIS_PROXY_CONNECT_TIMEOUT",
-    "MONOIO_FORCE_LEGACY_DRIVER",
-];
-
 impl Proxy {
     /// Starts the proxy in front of `127.0.0.1:redis_port` with extra CLI args.
     pub fn start(redis_port: u16, extra: &[&str]) -> Self {
@@ -247,6 +272,40 @@ impl Proxy {
 
     /// Like [`start`](Self::start) with extra environment variables.
     pub fn start_env(redis_port: u16, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with(&format!("127.0.0.1:{redis_port}"), extra, env)
+    }
+
+    /// Starts the proxy with `--redis <redis>` verbatim (e.g. a `redis://` URL).
+    pub fn start_with(redis: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut args = vec!["--redis".to_string(), redis.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::launch(&args, env, true)
+    }
+
+    /// Starts the proxy configured only through the environment: the listen
+    /// address goes in `REDIS_PROXY_LISTEN`, everything else is up to `env`.
+    pub fn start_env_only(env: &[(&str, &str)]) -> Self {
+        Self::launch(&[], env, false)
+    }
+
+    fn command(args: &[String], env: &[(String, String)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-proxy"));
+        // Only what the test asks for: no REDIS_PROXY_* settings or driver
+        // overrides leaking in from the caller's environment.
+        for (var, _) in std::env::vars_os() {
+            let name = var.to_string_lossy();
+            if name.starts_with("REDIS_PROXY_") || name.starts_with("MONOIO_") {
+                cmd.env_remove(&var);
+            }
+        }
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    fn launch(args: &[String], env: &[(&str, &str)], listen_flag: bool) -> Self {
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -258,18 +317,20 @@ impl Proxy {
                 seq
             ));
             let log_file = std::fs::File::create(&log).expect("create proxy log file");
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-proxy"));
-            for var in PROXY_ENV_VARS {
-                cmd.env_remove(var);
+            let listen = format!("127.0.0.1:{port}");
+            let mut all_args = Vec::new();
+            let mut all_env: Vec<(String, String)> = Vec::new();
+            if listen_flag {
+                all_args.extend(["--listen".to_string(), listen]);
+            } else {
+                all_env.push(("REDIS_PROXY_LISTEN".into(), listen));
             }
-            cmd.args(["--listen", &format!("127.0.0.1:{port}")])
-                .args(["--redis", &format!("127.0.0.1:{redis_port}")])
-                .args(extra)
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log_file));
-            let child = cmd.spawn().expect("spawn redis-proxy");
+            all_args.extend(args.iter().cloned());
+            all_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let child = Self::command(&all_args, &all_env)
+                .stderr(Stdio::from(log_file))
+                .spawn()
+                .expect("spawn redis-proxy");
             let mut proxy = Proxy {
                 port,
                 child: Some(child),
@@ -282,7 +343,40 @@ impl Proxy {
             last_log = proxy.log_contents();
             // Drop kills it and removes the log; try another port.
         }
-        panic!("redis-proxy did not become ready (args {extra:?}); last stderr:\n{last_log}");
+        panic!("redis-proxy did not become ready (args {args:?}, env {env:?}); last stderr:\n{last_log}");
+    }
+
+    /// Runs the binary with exactly `args`/`env` (no --listen added) and
+    /// waits up to `timeout` for it to exit: (status, stderr). Panics (after
+    /// killing it) if it keeps running.
+    pub fn run_to_exit(
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> (ExitStatus, String) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut child = Self::command(&args, &env)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn redis-proxy");
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        match wait_timeout(&mut child, timeout) {
+            Some(status) => (status, reader.join().unwrap()),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-proxy {args:?} still running after {timeout:?}");
+            }
+        }
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> bool {
@@ -295,8 +389,11 @@ impl Proxy {
                     return false;
                 }
             }
-            if ping_ok(self.port) {
-                return true;
+            // +PONG, or -NOAUTH when the proxy requires a password.
+            if let Some(line) = ping_line(self.port) {
+                if line == b"+PONG\r\n" || line.starts_with(b"-NOAUTH") {
+                    return true;
+                }
             }
             if Instant::now() >= deadline {
                 return false;

@@ -1,0 +1,193 @@
+//! The shard cache: get hit / miss, insert with eviction, remove, and expiry sweeps, at 10k and
+//! 1M entries. Keys are 16 bytes (`key:000000001234`), values are 32-byte GET replies stored as
+//! the client receives them (`$32\r\n<32 bytes>\r\n`), capacity = entries so every insert of a
+//! new key evicts. Keys are accessed in random order, so at 1M most lookups miss the CPU caches.
+//! Memory per entry is measured by `cargo bench --bench memory`.
+//!
+//! Run: `cargo bench --bench cache`
+//!
+//! RESULTS_PLACEHOLDER
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use redis_proxy::cache::Cache;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const SIZES: [usize; 2] = [10_000, 1_000_000];
+/// Far in the future on the shard clock: nothing expires.
+const NEVER: u32 = u32::MAX;
+const NOW: u32 = 1_000;
+
+fn key(i: usize) -> [u8; 16] {
+    let mut k = *b"key:000000000000";
+    let mut n = i;
+    for d in k[4..].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    k
+}
+
+fn reply() -> Vec<u8> {
+    let mut r = b"$32\r\n".to_vec();
+    r.extend_from_slice(&[b'v'; 32]);
+    r.extend_from_slice(b"\r\n");
+    r
+}
+
+/// Keys `0..2n`: the first `n` are cached, the rest are not.
+fn keys(n: usize) -> Vec<[u8; 16]> {
+    (0..2 * n).map(key).collect()
+}
+
+fn filled(keys: &[[u8; 16]], n: usize, expires: u32) -> Cache {
+    let r = reply();
+    let mut c = Cache::new(n);
+    for k in &keys[..n] {
+        c.insert(k, &r, expires);
+    }
+    assert_eq!(c.len(), n);
+    c
+}
+
+/// xorshift32 + multiply-shift range reduction: a random index in `0..n` for ~1 ns.
+struct Rng(u32);
+impl Rng {
+    #[inline]
+    fn below(&mut self, n: usize) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        ((x as u64 * n as u64) >> 32) as usize
+    }
+}
+
+fn bench_cache(c: &mut Criterion) {
+    let r = reply();
+    for n in SIZES {
+        let keys = keys(n);
+        let mut g = c.benchmark_group("cache");
+        g.throughput(Throughput::Elements(1));
+
+        {
+            let mut cache = filled(&keys, n, NEVER);
+            let mut rng = Rng(0x9e37_79b9);
+            g.bench_function(BenchmarkId::new("get_hit", n), |b| {
+                b.iter(|| {
+                    let k = &keys[rng.below(n)];
+                    black_box(cache.get(k, NOW).map(|r| r.len()))
+                })
+            });
+            let mut rng = Rng(0x85eb_ca6b);
+            g.bench_function(BenchmarkId::new("get_miss", n), |b| {
+                b.iter(|| {
+                    let k = &keys[n + rng.below(n)];
+                    black_box(cache.get(k, NOW).is_none())
+                })
+            });
+        }
+
+        {
+            // Keys cycle over 0..2n starting at n: at every insert the key is one of the n not
+            // inserted most recently, so it is absent and the least recently used key is evicted.
+            let mut cache = filled(&keys, n, NEVER);
+            let mut at = n;
+            g.bench_function(BenchmarkId::new("insert_evict", n), |b| {
+                b.iter(|| {
+                    cache.insert(&keys[at], &r, NEVER);
+                    at += 1;
+                    if at == keys.len() {
+                        at = 0;
+                    }
+                })
+            });
+            assert_eq!(cache.len(), n);
+        }
+
+        {
+            // Only the removals are timed; each chunk of removed keys is put back untimed.
+            let mut cache = filled(&keys, n, NEVER);
+            let mut rng = Rng(0xc2b2_ae35);
+            let mut chunk = Vec::with_capacity(1000);
+            g.bench_function(BenchmarkId::new("remove", n), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let m = left.min(1000);
+                        left -= m;
+                        chunk.clear();
+                        chunk.extend((0..m).map(|_| rng.below(n)));
+                        chunk.sort_unstable();
+                        chunk.dedup();
+                        while chunk.len() < m as usize {
+                            // Duplicates were dropped: top up with distinct keys.
+                            let i = rng.below(n);
+                            if !chunk.contains(&i) {
+                                chunk.push(i);
+                            }
+                        }
+                        let t = Instant::now();
+                        for &i in &chunk {
+                            black_box(cache.remove(&keys[i]));
+                        }
+                        total += t.elapsed();
+                        for &i in &chunk {
+                            cache.insert(&keys[i], &r, NEVER);
+                        }
+                    }
+                    total
+                })
+            });
+            assert_eq!(cache.len(), n);
+        }
+
+        const BUDGET: usize = 1024;
+        g.throughput(Throughput::Elements(BUDGET as u64));
+        {
+            let mut cache = filled(&keys, n, NEVER);
+            g.bench_function(BenchmarkId::new("sweep1024_none_expired", n), |b| {
+                b.iter(|| assert_eq!(cache.sweep(NOW, BUDGET), 0))
+            });
+        }
+        {
+            // Every entry is expired; after each timed sweep the freed slots are refilled
+            // (untimed) with fresh expired keys, so the next sweep again removes all it scans.
+            let mut cache = filled(&keys, n, NOW - 1);
+            let mut fresh = 2 * n;
+            g.bench_function(BenchmarkId::new("sweep1024_all_expired", n), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        let removed = cache.sweep(NOW, BUDGET);
+                        total += t.elapsed();
+                        assert_eq!(removed, BUDGET.min(n));
+                        for _ in 0..removed {
+                            cache.insert(&key(fresh), &r, NOW - 1);
+                            fresh += 1;
+                        }
+                    }
+                    total
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_cache
+}
+criterion_main!(benches);

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Measures the proxy's stale window: after a write made straight to Redis, how many reads
+through the proxy (over connections spread across every shard) still see the old value, and
+how long until none do.
+
+Usage: perf/stale_window.py PROXY_PORT REDIS_PORT [--rounds N] [--conns N]
+Both servers must already run on 127.0.0.1 (perf/stale_window.sh starts them for you).
+Each round: SET k old (direct), read k through every proxy connection twice (so every shard
+caches it), SET k new (direct), then sweep all connections again and again until every one
+reads `new`. Reports stale reads in the first sweep and time to fully fresh (p50/p99/max).
+"""
+import argparse
+import socket
+import statistics
+import sys
+import time
+
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def cmd(self, *args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.s.sendall(out)
+        return self.reply()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def reply(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                chunk = self.s.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                self.buf += chunk
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data
+        if t == b"-":
+            raise RuntimeError(rest.decode())
+        return rest
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("proxy_port", type=int)
+    ap.add_argument("redis_port", type=int)
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--conns", type=int, default=32)
+    ap.add_argument("--deadline", type=float, default=2.0, help="give up on a round after this")
+    a = ap.parse_args()
+
+    direct = Conn(a.redis_port)
+    conns = [Conn(a.proxy_port) for _ in range(a.conns)]
+    first_stale, reads_first, fresh_ms, gave_up = 0, 0, [], 0
+    for r in range(a.rounds):
+        key = "stale:%d" % (r % 16)
+        old, new = "old-%d" % r, "new-%d" % r
+        direct.cmd("SET", key, old)
+        for _ in range(2):
+            for c in conns:
+                c.cmd("GET", key)
+        direct.cmd("SET", key, new)
+        t0 = time.perf_counter()
+        sweep = 0
+        while True:
+            stale = sum(1 for c in conns if c.cmd("GET", key) != new.encode())
+            if sweep == 0:
+                first_stale += stale
+                reads_first += len(conns)
+            sweep += 1
+            if stale == 0:
+                fresh_ms.append((time.perf_counter() - t0) * 1000)
+                break
+            if time.perf_counter() - t0 > a.deadline:
+                gave_up += 1
+                break
+    print("rounds=%d connections=%d" % (a.rounds, a.conns))
+    print("stale reads in first sweep: %d of %d (%.3f%%)"
+          % (first_stale, reads_first, 100.0 * first_stale / max(1, reads_first)))
+    if fresh_ms:
+        print("time until every connection reads the new value (ms, includes one sweep): "
+              "p50=%.3f p99=%.3f max=%.3f" % (statistics.median(fresh_ms), pct(fresh_ms, 99), max(fresh_ms)))
+    print("rounds never fresh within %.1fs: %d" % (a.deadline, gave_up))
+    return 1 if gave_up else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
