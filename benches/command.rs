@@ -88,9 +88,9 @@ fn bench_classify(c: &mut Criterion) {
 
 fn config() -> Criterion {
     Criterion::default()
-        .sample_size(20)
+        .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(3))
 }
 
 criterion_group! {

@@ -131,6 +131,16 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
                     if quit {
                         break;
                     }
+                    // Replies answered locally (hits) can outgrow the output limit within one
+                    // read: pause mid-batch until the client has taken some.
+                    if client.backlog().0 >= pause_at {
+                        shard.backend.flush();
+                        client.wake_writer();
+                        client.wait_backlog_below(pause_at, PENDING_HIGH).await;
+                        if client.is_dead() {
+                            return;
+                        }
+                    }
                 }
                 Scan::Skip { len } => consumed += len,
                 Scan::Incomplete { hint } => {

@@ -101,7 +101,8 @@ fn has_word(args: &Args, word: &[u8]) -> bool {
 fn shape_of(name: &[u8], args: &Args) -> Shape {
     match name {
         b"LPOP" | b"RPOP" if args.len() >= 3 => Shape::NullArray,
-        b"LMPOP" | b"ZMPOP" | b"GEOPOS" => Shape::NullArray,
+        b"LMPOP" | b"ZMPOP" | b"GEOPOS" | b"XRANGE" | b"XREVRANGE" => Shape::NullArray,
+        b"XPENDING" if args.len() == 3 => Shape::XPending,
         b"XREAD" | b"XREADGROUP" => Shape::StreamMap,
         b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZREVRANGEBYSCORE" | b"ZREVRANGE" | b"ZRANGEBYLEX"
         | b"ZREVRANGEBYLEX" | b"ZPOPMIN" | b"ZPOPMAX" | b"ZRANDMEMBER" | b"ZUNION" | b"ZINTER"

@@ -22,7 +22,17 @@ pub struct Config {
 
     /// Backing Redis: host:port or redis://[user:password@]host:port[/db]. Credentials and db
     /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT).
-    #[arg(long, env = "REDIS_PROXY_REDIS", hide_env_values = true, default_value = "127.0.0.1:6379", value_parser = RedisTarget::parse)]
+    /// (Parsed in `prepare`, not by clap: clap's error would echo the value, password included.)
+    #[arg(
+        long = "redis",
+        env = "REDIS_PROXY_REDIS",
+        hide_env_values = true,
+        default_value = "127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+
+    /// `--redis`, parsed.
+    #[arg(skip)]
     pub redis: RedisTarget,
 
     /// Most keys cached by the whole proxy, split evenly across threads; 0 turns the cache off.
@@ -113,7 +123,7 @@ pub enum Invalidation {
 }
 
 /// Where the backing Redis is and how to log in. `Debug` and `Display` never show the password.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct RedisTarget {
     pub host: String,
     pub port: u16,
@@ -257,6 +267,7 @@ impl Config {
         if self.client_output_limit < 1024 {
             return Err("--client-output-limit must be at least 1024".into());
         }
+        RedisTarget::parse(&self.redis_url)?;
         if self.requirepass.as_deref() == Some("") {
             return Err("--requirepass must not be empty".into());
         }
@@ -264,8 +275,9 @@ impl Config {
         Ok(())
     }
 
-    /// Loads --requirepass-file into `requirepass`. Called once at start-up.
-    pub fn load_secrets(&mut self) -> Result<(), String> {
+    /// Parses `--redis` and loads --requirepass-file. Called once at start-up, after parsing.
+    pub fn prepare(&mut self) -> Result<(), String> {
+        self.redis = RedisTarget::parse(&self.redis_url)?;
         if let Some(path) = &self.requirepass_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read --requirepass-file {}: {e}", path.display()))?;
@@ -292,9 +304,11 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
-        let c = Config::try_parse_from(std::iter::once("redis-proxy").chain(args.iter().copied()))
-            .map_err(|e| e.to_string())?;
+        let mut c =
+            Config::try_parse_from(std::iter::once("redis-proxy").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
         c.validate()?;
+        c.prepare()?;
         Ok(c)
     }
 
@@ -370,8 +384,7 @@ mod tests {
     fn password_file() {
         let path = std::env::temp_dir().join(format!("rp-pass-{}", std::process::id()));
         std::fs::write(&path, "s3cret\n").unwrap();
-        let mut c = parse(&["--requirepass-file", path.to_str().unwrap()]).unwrap();
-        c.load_secrets().unwrap();
+        let c = parse(&["--requirepass-file", path.to_str().unwrap()]).unwrap();
         assert_eq!(c.requirepass.as_deref(), Some("s3cret"));
         std::fs::remove_file(&path).unwrap();
     }
@@ -380,5 +393,13 @@ mod tests {
     fn password_never_displayed() {
         let t = RedisTarget::parse("redis://bob:hunter2@h:1/0").unwrap();
         assert!(!format!("{t} {t:?}").contains("hunter2"));
+        for bad in [
+            "redis://:hunter2@h:99999",
+            "redis://:hunter2@h:1/x",
+            "rediss://:hunter2@h:1",
+        ] {
+            let e = parse(&["--redis", bad]).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
     }
 }

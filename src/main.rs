@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         std::process::abort();
     }));
     let mut cfg = Config::parse();
-    if let Err(e) = cfg.validate().and_then(|_| cfg.load_secrets()) {
+    if let Err(e) = cfg.validate().and_then(|_| cfg.prepare()) {
         eprintln!("redis-proxy: {e}");
         return ExitCode::from(2);
     }

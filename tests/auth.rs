@@ -204,3 +204,247 @@ fn real_client_with_password() {
         "a wrong password must be rejected"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Backend credentials (--redis redis://[user]:password@host:port) and the
+// warning for a non-loopback listener without --requirepass.
+// ---------------------------------------------------------------------------
+
+const BACKEND_PW: &str = "b4ckend-Pw-7f3a9c";
+const WRONG_PW: &str = "Wr0ng-Pw-c41d2e";
+
+#[test]
+fn backend_password_from_url() {
+    let mut redis = RedisServer::start_with(&["--requirepass", BACKEND_PW]);
+    for (i, url) in [
+        format!("redis://:{BACKEND_PW}@127.0.0.1:{}", redis.port()),
+        format!("redis://default:{BACKEND_PW}@127.0.0.1:{}/", redis.port()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let proxy = Proxy::start_with(url, &["--threads", "2"], &[]);
+        let mut p = proxy.connect();
+        assert_eq!(p.cmd(&["SET", "k", "through-auth"]), Reply::ok(), "{url}");
+        assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("through-auth"));
+        assert_eq!(p.cmd(&["INCR", &format!("n{i}")]), Reply::Int(1));
+        assert_eq!(redis.cmd(&["GET", "k"]), Reply::bulk("through-auth"));
+        let log = proxy.log_contents();
+        assert!(!log.contains(BACKEND_PW), "password in the log:\n{log}");
+    }
+
+    // Re-authenticates after Redis restarts.
+    let url = format!("redis://:{BACKEND_PW}@127.0.0.1:{}", redis.port());
+    let proxy = Proxy::start_with(&url, &["--threads", "1", "--connect-timeout", "500ms"], &[]);
+    let mut p = proxy.connect();
+    assert_eq!(p.cmd(&["SET", "a", "1"]), Reply::ok());
+    redis.restart();
+    let ok = wait_until(Duration::from_secs(5), || {
+        let r = p.cmd(&["SET", "a", "2"]);
+        if r != Reply::ok() {
+            assert_err_prefix(&r, "ERR backend");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r == Reply::ok()
+    });
+    assert!(
+        ok,
+        "no recovery after a restart of a password-protected Redis"
+    );
+    assert_eq!(redis.cmd(&["GET", "a"]), Reply::bulk("2"));
+}
+
+#[test]
+fn wrong_backend_password_is_never_shown() {
+    let redis = RedisServer::start_with(&["--requirepass", BACKEND_PW]);
+    let url = format!("redis://:{WRONG_PW}@127.0.0.1:{}", redis.port());
+    let proxy = Proxy::start_with(&url, &["--threads", "2", "--connect-timeout", "300ms"], &[]);
+    let mut replies = Vec::new();
+    // A few rounds, across reconnection attempts, on a few connections.
+    for round in 0..5 {
+        let mut p = proxy.connect();
+        for args in [
+            &["GET", "k"][..],
+            &["SET", "k", "v"][..],
+            &["INCR", "n"][..],
+            &["MGET", "a", "b"][..],
+            &["DEL", "k"][..],
+        ] {
+            let r = p.cmd(args);
+            replies.push(format!("round {round} {args:?}: {r:?}"));
+            assert_err_prefix(&r, "ERR backend");
+            let text = r.error_text().unwrap().to_ascii_lowercase();
+            assert!(
+                text.contains("auth"),
+                "the error should say authentication failed: {r:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(proxy.connect().cmd(&["PING"]), Reply::pong());
+    let log = proxy.log_contents();
+    for r in &replies {
+        assert!(!r.contains(WRONG_PW), "password in a reply: {r}");
+    }
+    assert!(!log.contains(WRONG_PW), "password in the log:\n{log}");
+    assert!(
+        log.to_ascii_lowercase().contains("auth"),
+        "the log should say why Redis is unavailable:\n{log}"
+    );
+
+    // The same, configured through the environment.
+    let proxy = Proxy::start_env_only(&[
+        ("REDIS_PROXY_REDIS", url.as_str()),
+        ("REDIS_PROXY_THREADS", "1"),
+    ]);
+    let r = proxy.connect().cmd(&["GET", "k"]);
+    assert_err_prefix(&r, "ERR backend");
+    assert!(
+        !format!("{r:?}").contains(WRONG_PW),
+        "password in a reply: {r:?}"
+    );
+    let log = proxy.log_contents();
+    assert!(!log.contains(WRONG_PW), "password in the log:\n{log}");
+}
+
+#[test]
+fn malformed_backend_url_error_hides_the_password() {
+    // A typo elsewhere in the URL must not print the password in the start-up error.
+    for url in [
+        format!("redis://:{WRONG_PW}@127.0.0.1:99999"),
+        format!("redis://:{WRONG_PW}@127.0.0.1:6379/notadb"),
+        format!("rediss://:{WRONG_PW}@127.0.0.1:6379"),
+    ] {
+        let (status, stderr) = Proxy::run_to_exit(&["--redis", &url], &[], Duration::from_secs(10));
+        assert!(!status.success(), "{url}: accepted");
+        assert!(
+            !stderr.contains(WRONG_PW),
+            "password in the start-up error: {stderr}"
+        );
+        let (status, stderr) = Proxy::run_to_exit(
+            &[],
+            &[("REDIS_PROXY_REDIS", url.as_str())],
+            Duration::from_secs(10),
+        );
+        assert!(!status.success(), "{url} (env): accepted");
+        assert!(
+            !stderr.contains(WRONG_PW),
+            "password in the start-up error: {stderr}"
+        );
+    }
+}
+
+/// Runs the proxy binary with exactly `args`, waits until 127.0.0.1:`port` answers PING
+/// (+PONG or -NOAUTH), returns it and its stderr log path.
+fn spawn_listening(args: &[&str], port: u16) -> (std::process::Child, std::path::PathBuf) {
+    use std::io::{Read, Write};
+    let log = std::env::temp_dir().join(format!(
+        "redis-proxy-auth-test-{}-{port}.log",
+        std::process::id()
+    ));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redis-proxy"))
+        .args(args)
+        .env_remove("REDIS_PROXY_REQUIREPASS")
+        .env_remove("REDIS_PROXY_REQUIREPASS_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn redis-proxy");
+    let ready = wait_until(Duration::from_secs(10), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "proxy exited: {status:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        s.write_all(b"PING\r\n").is_ok()
+            && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
+    });
+    if !ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("proxy not ready on port {port}");
+    }
+    (child, log)
+}
+
+fn stop_child(mut child: std::process::Child, log: &std::path::Path) -> String {
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
+    text
+}
+
+#[test]
+fn non_loopback_listener_without_password_warns() {
+    let redis = RedisServer::start();
+    let backend = redis.addr();
+
+    // 0.0.0.0 without --requirepass: a loud warning naming the fix.
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let (child, log) = spawn_listening(&["--listen", &listen, "--redis", &backend], port);
+    let mut c = Raw::connect(port);
+    assert_eq!(c.cmd(&["SET", "k", "v"]), Reply::ok());
+    drop(c);
+    let text = stop_child(child, &log);
+    let warning = text
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("requirepass"))
+        .unwrap_or_else(|| panic!("no WARN line mentioning requirepass:\n{text}"));
+    assert!(
+        warning.contains("0.0.0.0"),
+        "the warning should name the address: {warning}"
+    );
+
+    // With --requirepass: no such warning.
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let (child, log) = spawn_listening(
+        &[
+            "--listen",
+            &listen,
+            "--redis",
+            &backend,
+            "--requirepass",
+            "pw",
+        ],
+        port,
+    );
+    let mut c = Raw::connect(port);
+    assert_err_prefix(&c.cmd(&["GET", "k"]), "NOAUTH");
+    assert_eq!(c.cmd(&["AUTH", "pw"]), Reply::ok());
+    assert_eq!(c.cmd(&["GET", "k"]), Reply::bulk("v"));
+    drop(c);
+    let text = stop_child(child, &log);
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("requirepass")),
+        "warning despite --requirepass:\n{text}"
+    );
+    assert!(
+        !text.contains("pw\n") && !text.contains("\"pw\""),
+        "client password in the log:\n{text}"
+    );
+
+    // Loopback without a password: no warning (the default, safe setup).
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (child, log) = spawn_listening(&["--listen", &listen, "--redis", &backend], port);
+    let text = stop_child(child, &log);
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("requirepass")),
+        "warning for a loopback listener:\n{text}"
+    );
+}

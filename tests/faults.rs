@@ -144,7 +144,8 @@ impl Loader {
     /// happened, so the exact reply is required.
     fn check(&mut self, req: &Req, got: &Reply, strict: bool) -> Result<(), String> {
         let t = self.t;
-        let backend_err = |got: &Reply| matches!(got, Reply::Error(e) if e.starts_with("ERR backend"));
+        let backend_err =
+            |got: &Reply| matches!(got, Reply::Error(e) if e.starts_with("ERR backend"));
         match *req {
             Req::Echo { n } => {
                 let want = Reply::bulk(format!("echo:{t}:{n}"));
@@ -179,7 +180,10 @@ impl Loader {
                         None => Reply::nil(),
                     };
                     if *got != want {
-                        return Err(format!("GET {}: want {want:?}, got {got:?}", key_name(t, key)));
+                        return Err(format!(
+                            "GET {}: want {want:?}, got {got:?}",
+                            key_name(t, key)
+                        ));
                     }
                     return Ok(());
                 }
@@ -487,7 +491,11 @@ fn cache_hits_served_while_redis_is_dead() {
     }
     c.send(&bytes);
     for i in 0..100 {
-        assert_eq!(c.read_reply(), Reply::bulk("warm-value"), "pipelined hit #{i}");
+        assert_eq!(
+            c.read_reply(),
+            Reply::bulk("warm-value"),
+            "pipelined hit #{i}"
+        );
         assert_err_prefix(&c.read_reply(), "ERR backend");
     }
 }
@@ -583,7 +591,10 @@ fn half_closed_client_gets_every_reply_then_eof() {
         assert_eq!(&got, w, "reply #{i}");
     }
     let rest = c.expect_closed_within(Duration::from_secs(3));
-    assert!(rest.is_empty(), "extra bytes after the last reply: {rest:?}");
+    assert!(
+        rest.is_empty(),
+        "extra bytes after the last reply: {rest:?}"
+    );
 }
 
 #[test]
@@ -616,8 +627,14 @@ fn slow_loris_does_not_delay_others() {
             "slow clients did not finish"
         );
         let t = Instant::now();
-        assert_eq!(fast.cmd(&["SET", &format!("fast:{i}"), &i.to_string()]), Reply::ok());
-        assert_eq!(fast.cmd(&["GET", &format!("fast:{i}")]), Reply::bulk(i.to_string()));
+        assert_eq!(
+            fast.cmd(&["SET", &format!("fast:{i}"), &i.to_string()]),
+            Reply::ok()
+        );
+        assert_eq!(
+            fast.cmd(&["GET", &format!("fast:{i}")]),
+            Reply::bulk(i.to_string())
+        );
         worst = worst.max(t.elapsed());
         i += 1;
         thread::sleep(Duration::from_millis(5));
@@ -626,7 +643,10 @@ fn slow_loris_does_not_delay_others() {
         h.join().expect("slow client failed");
     }
     eprintln!("slow loris: {i} fast round trips, worst {worst:?}");
-    assert!(i > 20, "only {i} fast round trips while slow clients trickled");
+    assert!(
+        i > 20,
+        "only {i} fast round trips while slow clients trickled"
+    );
     assert!(
         worst < Duration::from_millis(500),
         "a fast client's SET+GET took {worst:?} while slow clients trickled"

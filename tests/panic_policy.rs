@@ -12,7 +12,10 @@ const PANIC_CMD: &str = "__REDIS_PROXY_PANIC__";
 const INJECT: &[(&str, &str)] = &[("REDIS_PROXY_FAULT_INJECTION", "1")];
 
 #[test]
-#[cfg_attr(not(debug_assertions), ignore = "fault injection exists in debug builds only")]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "fault injection exists in debug builds only"
+)]
 fn panic_in_a_connection_aborts_the_process() {
     let redis = RedisServer::start();
     let mut proxy = Proxy::start_env(redis.port(), &["--threads", "2"], INJECT);
@@ -60,7 +63,10 @@ fn panic_in_a_connection_aborts_the_process() {
 }
 
 #[test]
-#[cfg_attr(not(debug_assertions), ignore = "fault injection exists in debug builds only")]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "fault injection exists in debug builds only"
+)]
 fn panic_with_requests_in_flight_aborts_too() {
     let redis = RedisServer::start();
     let mut proxy = Proxy::start_env(redis.port(), &["--threads", "1"], INJECT);

@@ -102,9 +102,8 @@ impl ByteConn {
                 match Self::reply_len(&self.buf, 0) {
                     Ok(Some(len)) => return self.buf.drain(..len).collect(),
                     Ok(None) => {}
-                    Err(e) => {
+                    Err(_) => {
                         // Not RESP2: hand back what arrived so the comparison shows it.
-                        let _ = e;
                         std::thread::sleep(Duration::from_millis(50));
                         self.stream.set_nonblocking(true).unwrap();
                         let mut chunk = [0u8; 16 * 1024];
@@ -215,7 +214,17 @@ const SETUP: &[&[&str]] = &[
     &["XADD", "sg", "2-1", "f", "w"],
     &["XGROUP", "CREATE", "sg", "g", "0"],
     &["XGROUP", "CREATE", "sg", "idle", "$"],
-    &["XREADGROUP", "GROUP", "g", "c1", "COUNT", "1", "STREAMS", "sg", ">"],
+    &[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "sg",
+        ">",
+    ],
     // A pending entry deleted after delivery: its history shows the ID with a null body.
     &["XADD", "sd", "1-1", "f", "v"],
     &["XADD", "sd", "2-1", "f", "w"],
@@ -504,9 +513,23 @@ fn pipelined_replies_match_redis() {
         .filter(|c| {
             matches!(
                 c[0],
-                "HGETALL" | "ZRANGE" | "ZRANGEBYSCORE" | "ZREVRANGE" | "ZSCORE" | "ZMSCORE"
-                    | "XRANGE" | "XREAD" | "GEOPOS" | "GEODIST" | "LCS" | "HRANDFIELD"
-                    | "LRANGE" | "HMGET" | "MGET" | "GET" | "XINFO"
+                "HGETALL"
+                    | "ZRANGE"
+                    | "ZRANGEBYSCORE"
+                    | "ZREVRANGE"
+                    | "ZSCORE"
+                    | "ZMSCORE"
+                    | "XRANGE"
+                    | "XREAD"
+                    | "GEOPOS"
+                    | "GEODIST"
+                    | "LCS"
+                    | "HRANDFIELD"
+                    | "LRANGE"
+                    | "HMGET"
+                    | "MGET"
+                    | "GET"
+                    | "XINFO"
             )
         })
         .collect();
@@ -522,12 +545,25 @@ fn pipelined_replies_match_redis() {
     let want = run(&mut d);
     let mut p = ByteConn::connect(proxy.port());
     let got = run(&mut p);
-    for ((c, w), g) in reads.iter().zip(&want).zip(&got) {
-        assert_eq!(
-            g.escape_ascii().to_string(),
-            w.escape_ascii().to_string(),
-            "pipelined {}",
-            c.join(" ")
-        );
-    }
+    let mismatches: Vec<String> = reads
+        .iter()
+        .zip(&want)
+        .zip(&got)
+        .filter(|((_, w), g)| w != g)
+        .map(|((c, w), g)| {
+            format!(
+                "{}\n      redis: {}\n      proxy: {}",
+                c.join(" "),
+                w.escape_ascii(),
+                g.escape_ascii()
+            )
+        })
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} pipelined replies differ:\n  {}",
+        mismatches.len(),
+        reads.len(),
+        mismatches.join("\n  ")
+    );
 }

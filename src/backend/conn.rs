@@ -29,16 +29,18 @@ struct Session {
 pub async fn supervise(shard: Rc<Shard>) {
     let mut backoff = BACKOFF_MIN;
     let mut was_up = true; // log the first failure
+    let mut connected_before = false;
     loop {
         if shard.stopping() {
             return;
         }
         shard.backend.st.borrow_mut().status = Status::Connecting;
-        let attempt = monoio::time::timeout(shard.cfg.connect_timeout, connect(&shard)).await;
+        let attempt = monoio::time::timeout(shard.cfg.connect_timeout, connect_any(&shard)).await;
         let failure = match attempt {
             Ok(Ok(session)) => {
                 backoff = BACKOFF_MIN;
-                let why = serve(&shard, session, was_up).await;
+                let why = serve(&shard, session, connected_before).await;
+                connected_before = true;
                 was_up = true;
                 if shard.backend.status() == Status::Up {
                     crate::log!(warn, "shard {}: lost connection to Redis: {why}", shard.id);
@@ -93,7 +95,7 @@ pub(crate) fn down(shard: &Shard, why: String, msg: &str) {
     fail_all(shard, msg);
 }
 
-async fn serve(shard: &Rc<Shard>, s: Session, log_up: bool) -> String {
+async fn serve(shard: &Rc<Shard>, s: Session, reconnect: bool) -> String {
     // Invalidations may have been missed while disconnected, and a restarted Redis may hold
     // nothing of what is cached: start from an empty cache.
     shard.flush_cache();
@@ -107,20 +109,23 @@ async fn serve(shard: &Rc<Shard>, s: Session, log_up: bool) -> String {
         st.progress = shard.now();
         st.generation
     };
-    if log_up {
-        crate::log!(
-            info,
-            "shard {}: connected to Redis at {} ({}, invalidation: {})",
-            shard.id,
-            shard.redis_addr,
-            if s.resp3 { "RESP3" } else { "RESP2" },
-            if s.tracking {
-                "CLIENT TRACKING"
-            } else {
-                "TTL only"
-            }
-        );
-    }
+    crate::log!(
+        info,
+        "shard {}: {} Redis at {} ({}, invalidation: {})",
+        shard.id,
+        if reconnect {
+            "reconnected to"
+        } else {
+            "connected to"
+        },
+        shard.redis_addr,
+        if s.resp3 { "RESP3" } else { "RESP2" },
+        if s.tracking {
+            "CLIENT TRACKING"
+        } else {
+            "TTL only"
+        }
+    );
     let (r, w) = s.stream.into_split();
     monoio::spawn(writer(shard.clone(), w, generation));
     shard.backend.flush();
@@ -147,7 +152,27 @@ pub fn check_timeout(shard: &Shard, now: u32) {
     }
 }
 
-async fn connect(shard: &Shard) -> Result<Session, String> {
+/// Some RESP2-only middlemen (twemproxy) close the connection on `HELLO` instead of answering
+/// with an error: then connect again without it.
+async fn connect_any(shard: &Shard) -> Result<Session, String> {
+    let tracking = shard.cfg.invalidation == Invalidation::Tracking;
+    match connect(shard, tracking).await {
+        Err(e) if tracking && e == HELLO_CLOSED => {
+            crate::log!(
+                warn,
+                "shard {}: the backend closed the connection on HELLO 3: caching with TTL only, no invalidation",
+                shard.id
+            );
+            connect(shard, false).await
+        }
+        other => other,
+    }
+}
+
+const HELLO_CLOSED: &str = "the backend closed the connection on HELLO";
+const CLOSED: &str = "Redis closed the connection during the handshake";
+
+async fn connect(shard: &Shard, hello: bool) -> Result<Session, String> {
     let addr = shard.redis_addr;
     let mut stream = TcpStream::connect_addr(addr)
         .await
@@ -159,12 +184,20 @@ async fn connect(shard: &Shard) -> Result<Session, String> {
     let mut resp3 = false;
     let mut tracking = false;
 
-    if shard.cfg.invalidation == Invalidation::Tracking {
+    if hello {
         let mut hello: Vec<&[u8]> = vec![b"HELLO", b"3"];
         if let Some(pass) = &target.password {
             hello.extend([&b"AUTH"[..], user.as_bytes(), pass.as_bytes()]);
         }
-        let reply = roundtrip(&mut stream, &mut buf, &hello).await?;
+        let reply = roundtrip(&mut stream, &mut buf, &hello)
+            .await
+            .map_err(|e| {
+                if e == CLOSED {
+                    HELLO_CLOSED.to_string()
+                } else {
+                    e
+                }
+            })?;
         if reply.starts_with(b"%") || reply.starts_with(b"*") {
             resp3 = true;
         } else if is_auth_error(&reply) {
@@ -259,7 +292,7 @@ async fn roundtrip(
                     .await;
                 *buf = slice.into_inner();
                 match res {
-                    Ok(0) => return Err("Redis closed the connection during the handshake".into()),
+                    Ok(0) => return Err(CLOSED.into()),
                     Ok(_) => {}
                     Err(e) => return Err(format!("read from Redis: {e}")),
                 }

@@ -24,6 +24,8 @@ pub enum Shape {
     FlattenPairs,
     /// XREAD/XREADGROUP: a RESP3 map of stream -> entries is a RESP2 array of pairs; null is `*-1`.
     StreamMap,
+    /// XPENDING's summary `[count, min, max, consumers]`: the last null is an array, the others bulk.
+    XPending,
 }
 
 /// Appends the RESP2 form of the complete, already framed RESP3 reply `frame` to `out`.
@@ -37,6 +39,20 @@ pub fn to_resp2(frame: &[u8], shape: Shape, out: &mut BytesMut) {
         }
         Shape::FlattenPairs => flatten_pairs(frame, out),
         Shape::StreamMap => stream_map(frame, out),
+        Shape::XPending => xpending(frame, out),
+    }
+}
+
+fn xpending(buf: &[u8], out: &mut BytesMut) {
+    let h = header(buf, 0);
+    if h.kind != b'*' || count(&h) != 4 {
+        conv(buf, 0, out, false);
+        return;
+    }
+    put_header(out, b'*', 4);
+    let mut p = h.next;
+    for i in 0..4 {
+        p = conv(buf, p, out, i == 3);
     }
 }
 
@@ -97,13 +113,10 @@ fn conv(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool) -> usize {
             put_bulk(out, h.line);
             h.next
         }
-        // Lua's true becomes 1 and false becomes a null for RESP2 clients (redis-server's rule).
+        // redis-server's addReplyBool for a RESP2 client. (Lua's false in a RESP2-mode script
+        // reaches a RESP3 connection as a null, which becomes `$-1`, as for a RESP2 client.)
         b'#' => {
-            out.extend_from_slice(if h.line == b"t" {
-                b":1\r\n"
-            } else {
-                b"$-1\r\n"
-            });
+            out.extend_from_slice(if h.line == b"t" { b":1\r\n" } else { b":0\r\n" });
             h.next
         }
         b'*' | b'~' | b'>' | b'%' => {
@@ -205,7 +218,11 @@ mod tests {
         );
         assert_eq!(c(b",inf\r\n", Shape::Plain), "$3\r\ninf\r\n");
         assert_eq!(c(b"#t\r\n", Shape::Plain), ":1\r\n");
-        assert_eq!(c(b"#f\r\n", Shape::Plain), "$-1\r\n");
+        assert_eq!(c(b"#f\r\n", Shape::Plain), ":0\r\n");
+        assert_eq!(
+            c(b"*4\r\n:0\r\n_\r\n_\r\n_\r\n", Shape::XPending),
+            "*4\r\n:0\r\n$-1\r\n$-1\r\n*-1\r\n"
+        );
         assert_eq!(c(b"(123\r\n", Shape::Plain), "$3\r\n123\r\n");
         assert_eq!(c(b"=8\r\ntxt:a\r\nb\r\n", Shape::Plain), "$4\r\na\r\nb\r\n");
         assert_eq!(c(b"!5\r\nERR x\r\n", Shape::Plain), "-ERR x\r\n");
