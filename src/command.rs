@@ -103,6 +103,8 @@ fn shape_of(name: &[u8], args: &Args) -> Shape {
         b"LPOP" | b"RPOP" if args.len() >= 3 => Shape::NullArray,
         b"LMPOP" | b"ZMPOP" | b"GEOPOS" | b"XRANGE" | b"XREVRANGE" => Shape::NullArray,
         b"XPENDING" if args.len() == 3 => Shape::XPending,
+        // Redis 7.2+: `[rank, score]`, or a null array for a missing member.
+        b"ZRANK" | b"ZREVRANK" if has_word(args, b"WITHSCORE") => Shape::NullArray,
         b"XREAD" | b"XREADGROUP" => Shape::StreamMap,
         b"ZRANGE" | b"ZRANGEBYSCORE" | b"ZREVRANGEBYSCORE" | b"ZREVRANGE" | b"ZRANGEBYLEX"
         | b"ZREVRANGEBYLEX" | b"ZPOPMIN" | b"ZPOPMAX" | b"ZRANDMEMBER" | b"ZUNION" | b"ZINTER"
