@@ -11,8 +11,8 @@
 //!     it refuses and we intentionally pass through (see `our_only_syntax`);
 //! * `to_resp2` with every `Shape` on every frame we accept: no panic, and the output is exactly
 //!   one RESP2 frame (`frame_len` gives its full length and `resp3 == false`); for strict frames
-//!   also redis-protocol's RESP2 decoder takes it whole, and for `Shape::Plain` / `NullArray`
-//!   its value matches redis-protocol's RESP3 reading of the input (frames without maps/sets).
+//!   also redis-protocol's RESP2 decoder takes it whole, and for the type-by-type shapes
+//!   (`Plain`, `NullArray`, `XPending`) its value matches redis-protocol's RESP3 reading of the input (frames without maps/sets).
 #![no_main]
 
 #[path = "common.rs"]
@@ -328,7 +328,13 @@ fn walk_ours(frame: &[u8]) -> Walk {
     }
 }
 
-const SHAPES: [Shape; 4] = [Shape::Plain, Shape::NullArray, Shape::FlattenPairs, Shape::StreamMap];
+const SHAPES: [Shape; 5] = [Shape::Plain, Shape::NullArray, Shape::FlattenPairs, Shape::StreamMap, Shape::XPending];
+
+/// Shapes that only change how nulls are written (`$-1` or `*-1`, the same RESP2 null to
+/// redis-protocol), so the value must otherwise survive unchanged.
+fn type_by_type(shape: Shape) -> bool {
+    matches!(shape, Shape::Plain | Shape::NullArray | Shape::XPending)
+}
 
 fn check_conversion(frame: &[u8], info: FrameInfo, strict: bool, reference: bool) {
     for shape in SHAPES {
@@ -344,7 +350,7 @@ fn check_conversion(frame: &[u8], info: FrameInfo, strict: bool, reference: bool
         if !reference || out.iter().filter(|b| **b == b'*').count() > MAX_REFERENCE_DEPTH {
             continue;
         }
-        if !info.resp3 && matches!(shape, Shape::Plain | Shape::NullArray) {
+        if !info.resp3 && type_by_type(shape) {
             // Nothing to convert: the same RESP2 value comes out (headers re-encoded at most).
             if let Ok(Some((want, _))) = resp2_decode(frame) {
                 assert_eq!(resp2_decode(&out).ok(), Some(Some((want, out.len()))), "{}", ctx());
@@ -357,7 +363,7 @@ fn check_conversion(frame: &[u8], info: FrameInfo, strict: bool, reference: bool
             Ok(Some((_, n))) if n == out.len() => {}
             other => panic!("redis-protocol RESP2 reads {other:?}\n{}", ctx()),
         }
-        if matches!(shape, Shape::Plain | Shape::NullArray) {
+        if type_by_type(shape) {
             let Ok(Some((want, _))) = resp3_decode(frame) else { continue };
             let Ok(Some((got, _))) = resp2_decode(&out) else { continue }; // e.g. a non-UTF-8 blob error
             if let Some(false) = same_value(&want, &got) {
@@ -380,7 +386,8 @@ fn same_value(want: &R3, got: &R2) -> Option<bool> {
         }
         (R3::Number { data, .. }, R2::Integer(g)) => data == g,
         (R3::Boolean { data: true, .. }, R2::Integer(1)) => true,
-        (R3::Boolean { data: false, .. }, R2::Null) => true,
+        // redis-server's addReplyBool for a RESP2 client.
+        (R3::Boolean { data: false, .. }, R2::Integer(0)) => true,
         (R3::Null, R2::Null) => true,
         (R3::Double { data, .. }, R2::BulkString(g)) => {
             let v: f64 = std::str::from_utf8(g).ok()?.parse().ok()?;

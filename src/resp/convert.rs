@@ -75,8 +75,21 @@ fn count(h: &Header) -> i64 {
     parse_int(h.line).expect("framed reply")
 }
 
+/// Deeper replies are not converted (the recursion would exhaust the shard's stack): the
+/// subtree is replaced by one error element, so the reply stays well formed. Redis's own
+/// replies (Lua's stack limit included) stay far below this.
+const MAX_DEPTH: usize = 1000;
+
 /// Converts the frame at `pos`; returns the position after it.
 fn conv(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool) -> usize {
+    conv_at(buf, pos, out, null_array, 0)
+}
+
+fn conv_at(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        out.extend_from_slice(b"-ERR reply nested too deeply to convert to RESP2\r\n");
+        return skip(buf, pos);
+    }
     let h = header(buf, pos);
     match h.kind {
         b'+' | b'-' | b':' => {
@@ -129,7 +142,7 @@ fn conv(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool) -> usize {
             put_header(out, b'*', items);
             let mut p = h.next;
             for _ in 0..items {
-                p = conv(buf, p, out, null_array);
+                p = conv_at(buf, p, out, null_array, depth + 1);
             }
             p
         }
@@ -138,7 +151,7 @@ fn conv(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool) -> usize {
             for _ in 0..2 * count(&h) {
                 p = skip(buf, p);
             }
-            conv(buf, p, out, null_array)
+            conv_at(buf, p, out, null_array, depth + 1)
         }
         _ => unreachable!("framed reply"),
     }
@@ -237,6 +250,18 @@ mod tests {
         );
         assert_eq!(c(b"~1\r\n+x\r\n", Shape::Plain), "*1\r\n+x\r\n");
         assert_eq!(c(b"|1\r\n+k\r\n+v\r\n:7\r\n", Shape::Plain), ":7\r\n");
+    }
+
+    #[test]
+    fn deep_nesting_stays_well_formed() {
+        let depth = 5000;
+        let mut input = b"*1\r\n".repeat(depth);
+        input.extend_from_slice(b"_\r\n");
+        let mut out = BytesMut::new();
+        to_resp2(&input, Shape::Plain, &mut out);
+        let info = crate::resp::frame::frame_len(&out).unwrap().unwrap();
+        assert_eq!(info.len, out.len());
+        assert!(!info.resp3);
     }
 
     #[test]

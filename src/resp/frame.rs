@@ -71,6 +71,9 @@ impl FrameScanner {
                 }
                 return Ok(None);
             };
+            if eol - pos > MAX_LINE {
+                return Err(FrameError("reply line too long"));
+            }
             let line = &buf[pos + 1..eol];
             let mut next = eol + 2;
             match t {

@@ -297,10 +297,12 @@ pub fn split_args(
     ranges: &mut Vec<(u32, u32)>,
 ) -> Result<(), ProtocolError> {
     const UNBALANCED: ProtocolError = ProtocolError("unbalanced quotes in request");
+    // redis-server splits a C string: a NUL ends the line (inside quotes: unbalanced).
+    let line = &line[..memchr(0, line).unwrap_or(line.len())];
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -335,7 +337,7 @@ pub fn split_args(
                         other => other,
                     });
                 } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return Err(UNBALANCED);
                     }
                     i += 1;
@@ -354,7 +356,7 @@ pub fn split_args(
                     i += 2;
                     continue;
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return Err(UNBALANCED);
                     }
                     i += 1;
@@ -368,7 +370,7 @@ pub fn split_args(
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    c if is_space(c) => break,
                     b'"' => in_dq = true,
                     b'\'' => in_sq = true,
                     c => out.push(c),
@@ -378,6 +380,11 @@ pub fn split_args(
         }
         ranges.push((start as u32, out.len() as u32));
     }
+}
+
+/// C's `isspace`, as redis-server uses: unlike `is_ascii_whitespace` it includes `\v`.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 fn is_hex(c: u8) -> bool {
@@ -486,6 +493,20 @@ mod tests {
         assert_eq!(sc.scan(b"*0\r\n"), Scan::Skip { len: 4 });
         assert_eq!(sc.scan(b"*-1\r\n"), Scan::Skip { len: 5 });
         assert_eq!(sc.scan(b"\r\n"), Scan::Skip { len: 2 });
+    }
+
+    /// Found by fuzzing: a NUL used to make the inline splitter loop forever.
+    #[test]
+    fn nul_ends_an_inline_line_like_redis() {
+        assert_eq!(
+            scan_all(b"\x00\nGET a\x00b\r\n\x0bPING\x0b\n"),
+            vec![vec![b"GET".to_vec(), b"a".to_vec()], vec![b"PING".to_vec()]]
+        );
+        let mut sc = RequestScanner::new();
+        assert_eq!(
+            sc.scan(b"SET \"a\x00\" b\n"),
+            Scan::Error(ProtocolError("unbalanced quotes in request"))
+        );
     }
 
     #[test]
