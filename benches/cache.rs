@@ -6,7 +6,24 @@
 //!
 //! Run: `cargo bench --bench cache`
 //!
-//! RESULTS_PLACEHOLDER
+//! Results (criterion medians; `cargo bench`, profile.release: fat LTO, codegen-units=1),
+//! machine: Intel(R) Xeon(R) Processor (as /proc/cpuinfo names it), 2 cores, Linux
+//! 6.18.44-fc-v669, 2026-11-21. The machine was shared with other jobs (load average 1.5-3 while
+//! these ran), so take differences under ~10% as noise.
+//!
+//! | operation (ns per op)                          | 10k entries | 1M entries |
+//! |------------------------------------------------|------------:|-----------:|
+//! | get, hit (independent random keys: throughput) |        15.6 |        146 |
+//! | get, hit (each key depends on the last reply)  |        31.9 |        568 |
+//! | get, miss                                      |         5.8 |       29.1 |
+//! | insert new key, evicting the LRU entry         |        25.8 |        156 |
+//! | remove                                         |        32.9 |        417 |
+//! | sweep, per slot scanned, nothing expired       |        1.07 |       1.51 |
+//! | sweep, per slot scanned, all expired (removed) |        21.3 |       88.4 |
+//!
+//! At 1M entries (about 105 MB) every get misses the CPU caches several times (index control
+//! bytes, index slot, slab entry, key+reply allocation, LRU neighbours): the dependent-chain row
+//! is the latency of one get, the first row what overlapping misses of back-to-back gets allow.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use redis_proxy::cache::Cache;

@@ -10,7 +10,18 @@
 //! Run: `cargo bench --bench memory` (under `cargo test --benches` it only checks itself on a
 //! small cache).
 //!
-//! RESULTS_PLACEHOLDER
+//! Results (`cargo bench --bench memory`; glibc malloc), machine: Intel(R) Xeon(R) Processor (as
+//! /proc/cpuinfo names it), 2 cores, Linux 6.18.44-fc-v669, 2026-11-21. Two runs agreed to 0.5.
+//!
+//! | entries   | RSS bytes/entry | heap bytes/entry (requested) |
+//! |-----------|----------------:|-----------------------------:|
+//! | 100,000   |           103.8 |                        103.5 |
+//! | 1,000,000 |           106.5 |                         99.0 |
+//!
+//! Within the <= 120 goal. Per entry at 1M: 64 bytes for the key+reply allocation (55 bytes
+//! requested, plus malloc's 8-byte header, rounded to 16), 32 for the slab entry (the slab `Vec`
+//! grows by doubling, but its spare capacity is never touched, so not resident), and ~10.5 for
+//! the hashbrown index (4-byte slot + 1 control byte, 2^21 buckets at 1M entries).
 
 use redis_proxy::cache::Cache;
 use std::alloc::{GlobalAlloc, Layout, System};

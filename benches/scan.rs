@@ -3,7 +3,39 @@
 //!
 //! Run: `cargo bench --bench scan`
 //!
-//! RESULTS_PLACEHOLDER
+//! Results (criterion medians; `cargo bench`, profile.release: fat LTO, codegen-units=1),
+//! machine: Intel(R) Xeon(R) Processor (as /proc/cpuinfo names it), 2 cores, Linux
+//! 6.18.44-fc-v669, 2026-11-21. The machine was shared with other jobs (load average 1.5-3 while
+//! these ran), so take differences under ~10% as noise.
+//!
+//! Request scanning, ns per command (100 pipelined commands per iteration unless noted):
+//!
+//! | input                                | proxy scanner | rp decode_range | rp decode_bytes_mut |
+//! |--------------------------------------|--------------:|----------------:|--------------------:|
+//! | `GET key:000000001234` x100          |          16.9 |            52.4 |               130.5 |
+//! | `SET key <32 B>` x100                |          23.8 |            72.5 |               180.5 |
+//! | one `SET key <1 MB>`                 |          21.1 |            75.0 |               453.2 |
+//! | MSET 10k pairs (620 KB), 16 KB reads |      128.6 us |        5,741 us |                   - |
+//! | inline `GET key` x100                |          40.2 |             n/a |                 n/a |
+//! | inline `SET key <32 B>` x100         |         106.2 |             n/a |                 n/a |
+//!
+//! "rp" is redis-protocol 6 `resp2::decode` on the same bytes. The proxy's scanner is 3x faster
+//! than `decode_range` (which allocates a `Vec` of ranges per command) and 7.5x faster than
+//! `decode_bytes_mut` (what a codec would use: it also splits and freezes the buffer). The
+//! MSET-in-pieces row shows the resumable scan: a from-scratch decoder rescans the command after
+//! every read (quadratic, 45x slower here). redis-protocol has no inline-command decoder; inline
+//! commands (telnet, rare) cost 2x a bare whitespace split (20.4 and 63.6 ns), which implements
+//! none of redis-server's quoting rules.
+//!
+//! Backend reply framing, ns per reply ("rp resp3" is `resp3::decode::complete::decode_range`):
+//!
+//! | replies                               | FrameScanner | frame_len | rp resp3 decode_range |
+//! |---------------------------------------|-------------:|----------:|----------------------:|
+//! | `$32` bulk x100                       |         10.0 |      10.0 |                  56.0 |
+//! | nested RESP3 map (10 fields, 1,015 B) |          357 |       357 |                 6,947 |
+//!
+//! The framer only finds where each reply ends (and flags push / RESP3-only types): 5.6x faster
+//! on small bulks, 19x on nested aggregates, where redis-protocol builds a frame tree.
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -164,7 +164,7 @@ cpu_ticks() {
 
 # bench ARGS... : run redis-benchmark, bounded; prints its csv to stdout
 bench() {
-    timeout "$BENCH_TIMEOUT" redis-benchmark -h 127.0.0.1 "$@" --csv 2>>"$TMP/bench.err"
+    timeout "$BENCH_TIMEOUT" "${CLIENT_PIN[@]}" redis-benchmark -h 127.0.0.1 "$@" --csv 2>>"$TMP/bench.err"
 }
 
 # measure SECTION TARGET PORT PID TEST PIPELINE N ROUND
@@ -178,7 +178,7 @@ measure() {
             "$section" "$target" "${test^^}" "$pipe" "$round" "$n" >>"$RAW"
         return 0
     fi
-    [[ "$round" == 1 ]] && show_cmd "timeout $BENCH_TIMEOUT redis-benchmark -h 127.0.0.1 ${args[*]} --csv   # $target"
+    [[ "$round" == 1 ]] && show_cmd "timeout $BENCH_TIMEOUT ${CLIENT_PIN[*]} redis-benchmark -h 127.0.0.1 ${args[*]} --csv   # $target"
     : >"$TMP/bench.err"
     s0="$(cpu_ticks "$pid")"
     r0="$(cpu_ticks "$REDIS_PID")"
@@ -209,21 +209,33 @@ measure() {
 # warm TARGET PORT : unmeasured GET pass (touches all keys; fills the cache)
 warm() {
     local args=(-p "$2" -c "$CLIENTS" -r "$KEYSPACE" -d "$DATASIZE" -t get -P 100 -n 200000)
-    show_cmd "timeout $BENCH_TIMEOUT redis-benchmark -h 127.0.0.1 ${args[*]} --csv   # warm-up $1 (unmeasured)"
+    show_cmd "timeout $BENCH_TIMEOUT ${CLIENT_PIN[*]} redis-benchmark -h 127.0.0.1 ${args[*]} --csv   # warm-up $1 (unmeasured)"
     bench "${args[@]}" >/dev/null || log "WARNING: warm-up against $1 failed"
 }
+
+# ---------------------------------------------------------------- CPU placement
+# On a small machine the scheduler's placement of the three processes (client, proxy, Redis)
+# swings results by 2x from run to run. Pin them: servers (redis-server, nutcracker, the proxy's
+# first shard, which pins itself to CPU 0) on CPU 0, redis-benchmark on CPU 1. PERF_PIN=0 turns
+# this off.
+SERVER_PIN=() CLIENT_PIN=()
+if [[ "${PERF_PIN:-1}" != 0 ]] && command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
+    SERVER_PIN=(taskset -c 0)
+    CLIENT_PIN=(taskset -c 1)
+    log "pinning: servers on CPU 0, redis-benchmark on CPU 1"
+fi
 
 # ---------------------------------------------------------------- servers
 read -r REDIS_PORT TW_PORT TW_STATS PC_PORT PN_PORT <<<"$(free_ports 5)"
 
-start_bg redis redis-server --save '' --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no
+start_bg redis "${SERVER_PIN[@]}" redis-server --save '' --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no
 REDIS_PID=$LAST_PID
 wait_port redis "$REDIS_PID" "$REDIS_PORT"
 log "redis-server pid $REDIS_PID on 127.0.0.1:$REDIS_PORT"
 
 log "preloading $KEYSPACE keys"
 preload=(-p "$REDIS_PORT" -c "$CLIENTS" -t set -r "$KEYSPACE" -n 200000 -d "$DATASIZE" -P 100)
-show_cmd "timeout $BENCH_TIMEOUT redis-benchmark -h 127.0.0.1 ${preload[*]} --csv   # preload"
+show_cmd "timeout $BENCH_TIMEOUT ${CLIENT_PIN[*]} redis-benchmark -h 127.0.0.1 ${preload[*]} --csv   # preload"
 bench "${preload[@]}" >/dev/null || die "preload failed"
 nkeys="$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" dbsize)"
 log "redis has $nkeys keys"
@@ -239,7 +251,7 @@ bench:
   servers:
    - 127.0.0.1:$REDIS_PORT:1
 EOF
-start_bg nutcracker nutcracker -c "$TMP/nutcracker.yml" -s "$TW_STATS" -a 127.0.0.1 \
+start_bg nutcracker "${SERVER_PIN[@]}" nutcracker -c "$TMP/nutcracker.yml" -s "$TW_STATS" -a 127.0.0.1 \
     -p "$TMP/nutcracker.pid" -o "$TMP/nutcracker.out"
 TW_PID=$LAST_PID
 wait_port nutcracker "$TW_PID" "$TW_PORT"

@@ -1,7 +1,7 @@
 //! One shard's cache: an LRU of ready-to-send GET replies with a deadline each.
 //!
 //! Layout, chosen for memory (about 105 bytes per 16-byte key / 32-byte value entry, see
-//! `benches/cache.rs`): entries live in a slab (`Vec<Entry>`, 32 bytes each) linked into an LRU
+//! `benches/memory.rs`): entries live in a slab (`Vec<Entry>`, 32 bytes each) linked into an LRU
 //! list by `u32` indices; a `hashbrown::HashTable<u32>` indexes them by key. Each entry owns one
 //! allocation holding the key followed by the reply bytes exactly as a client receives them, so a
 //! hit is one hash lookup and one copy into the client's output buffer.
