@@ -4,7 +4,7 @@ through the proxy (over connections spread across every shard) still see the old
 how long until none do.
 
 Usage: perf/stale_window.py PROXY_PORT REDIS_PORT [--rounds N] [--conns N]
-Both servers must already run on 127.0.0.1 (perf/stale_window.sh starts them for you).
+Both servers must already run on 127.0.0.1; perf/stale_window.sh starts them and runs this.
 Each round: SET k old (direct), read k through every proxy connection twice (so every shard
 caches it), SET k new (direct), then sweep all connections again and again until every one
 reads `new`. Reports stale reads in the first sweep and time to fully fresh (p50/p99/max).

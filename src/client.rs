@@ -100,6 +100,12 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
             Ok(_) => {}
         }
         client.last_active.set(shard.update_clock());
+        if shard.cache_on {
+            // An invalidation that reached this shard together with this read must be applied
+            // before any hit is served: let the backend reader, woken by the same batch of
+            // completions, run first (measured: cuts stale first reads after a direct write).
+            yield_to_ready_tasks().await;
+        }
         let mut consumed = 0;
         let mut quit = false;
         loop {
@@ -176,6 +182,22 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
             buf = BytesMut::with_capacity(READ_CHUNK);
         }
     }
+}
+
+/// Lets every task that is already ready run once before this one continues. Unlike monoio's
+/// `yield_now` (which requeues the task at the front), waking ourselves requeues at the back.
+async fn yield_to_ready_tasks() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
