@@ -20,11 +20,12 @@ pub struct Config {
     #[arg(long, env = "REDIS_PROXY_LISTEN", default_value = "127.0.0.1:6380")]
     pub listen: String,
 
-    /// Backing Redis: host:port or redis://[user:password@]host:port[/db]. Credentials and db
+    /// Backing Redis: `host:port` or `redis://[user:password@]host:port[/db]`. Credentials and db
     /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT).
-    /// (Parsed in `prepare`, not by clap: clap's error would echo the value, password included.)
+    // Parsed in `prepare`, not by clap: clap's error would echo the value, password included.
     #[arg(
         long = "redis",
+        value_name = "ADDR",
         env = "REDIS_PROXY_REDIS",
         hide_env_values = true,
         default_value = "127.0.0.1:6379"

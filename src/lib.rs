@@ -15,16 +15,18 @@
 //!   one write per batch).
 //! - [`replies`]: a client's reply slots, completed out of order, sent in order.
 //! - [`command`]: the dispatch table: cacheable read, write + keys, refused, local.
+//! - [`auth`]: `AUTH` and `HELLO` answered by the proxy (--requirepass).
 //! - [`resp`]: wire formats without I/O: request scanner, reply framing, RESP3 -> RESP2, encoding.
 //! - [`cache`]: the LRU/TTL store (slab + hashbrown index), with bounded-work expiry sweeps.
 //! - [`fetch`]: cache fills in flight: single flight, and poisoning by writes/invalidations.
 //! - [`mget`]: MGET split into cache hits and one backend MGET for the misses.
 //! - [`backend`]: the pipelined connection, its handshake (HELLO 3, AUTH, SELECT, CLIENT
 //!   TRACKING), invalidation pushes, reconnection with backoff.
-//! - [`log`]: stderr logging.
+//! - [`log`](mod@log): stderr logging.
+//! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
 //! Deliberately missing: Redis Cluster, per-client connection state (MULTI, SUBSCRIBE, SELECT,
-//! blocking commands are refused with an error), client authentication, an HTTP front-end.
+//! blocking commands are refused with an error), RESP3 towards clients, an HTTP front-end.
 
 pub mod auth;
 pub mod backend;
