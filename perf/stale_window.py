@@ -63,6 +63,36 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
+def baseline(redis_port, rounds):
+    """Without the proxy: how often has Redis not yet delivered the invalidation push to a
+    tracking connection at the moment the writer holds its acknowledgement? That share bounds
+    what any client-side cache fed by CLIENT TRACKING can achieve for a read issued right away."""
+    t = socket.create_connection(("127.0.0.1", redis_port), timeout=5)
+    t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for cmd in (b"HELLO 3\r\n", b"CLIENT TRACKING ON\r\n"):
+        t.sendall(cmd)
+        time.sleep(0.05)
+        t.recv(65536)
+    d = Conn(redis_port)
+    late = 0
+    for i in range(rounds):
+        t.sendall(b"GET stale:baseline\r\n")
+        time.sleep(0.0005)
+        t.recv(65536)
+        d.cmd("SET", "stale:baseline", "v%d" % i)
+        t.setblocking(False)
+        try:
+            data = t.recv(65536)
+        except BlockingIOError:
+            data = b""
+        t.setblocking(True)
+        if b"invalidate" not in data:
+            late += 1
+            t.recv(65536)
+    print("baseline (no proxy): push not yet at the tracking connection when the writer has "
+          "its ack: %d of %d writes (%.1f%%)" % (late, rounds, 100.0 * late / rounds))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("proxy_port", type=int)
@@ -70,7 +100,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--deadline", type=float, default=2.0, help="give up on a round after this")
+    ap.add_argument("--baseline", action="store_true", help="also measure Redis's own push delay")
     a = ap.parse_args()
+    if a.baseline:
+        baseline(a.redis_port, a.rounds)
 
     direct = Conn(a.redis_port)
     conns = [Conn(a.proxy_port) for _ in range(a.conns)]

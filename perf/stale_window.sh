@@ -17,4 +17,4 @@ REDIS=$!
 PROXY=$!
 for _ in $(seq 100); do redis-cli -p "$PP" ping >/dev/null 2>&1 && break; sleep 0.05; done
 sleep 0.3
-timeout 600 python3 "$ROOT/perf/stale_window.py" "$PP" "$RP" --rounds "$ROUNDS" --conns 32
+timeout 600 python3 "$ROOT/perf/stale_window.py" "$PP" "$RP" --rounds "$ROUNDS" --conns 32 --baseline
