@@ -18,10 +18,12 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 const READ_CHUNK: usize = 16 * 1024;
-/// Stop reading from a client while this many reply bytes wait to be written to it...
-const OUT_HIGH: usize = 8 << 20;
-/// ...or this many of its requests wait for Redis.
+/// Stop reading from a client while this many of its requests wait for Redis (reply bytes
+/// waiting to be written pause it at --client-output-limit).
 const PENDING_HIGH: usize = 16 * 1024;
+/// A client whose unsent replies stay at the output limit this long, reading nothing, is
+/// dropped rather than left stuck.
+const STUCK: std::time::Duration = std::time::Duration::from_secs(2);
 const KEEP_BUF: usize = 1 << 20;
 const TOO_BIG: &[u8] = b"ERR Protocol error: request larger than --max-request-bytes";
 
@@ -61,6 +63,7 @@ async fn write_loop(client: Rc<ClientShared>, mut w: OwnedWriteHalf<TcpStream>) 
             client.mark_dead();
             break;
         }
+        client.written.set(client.written.get() + buf.len() as u64);
         buf.clear();
         if buf.capacity() > KEEP_BUF {
             buf = BytesMut::with_capacity(READ_CHUNK);
@@ -81,10 +84,12 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
     let mut scanner = RequestScanner::new();
     let mut want = 0usize;
     let max_request = shard.cfg.max_request_bytes;
-    let pause_at = OUT_HIGH.min(client.output_limit());
+    // Like redis-server, a client may send a large pipeline before reading any reply; only
+    // at half the output limit does the proxy stop reading it (and it drops it if it stays
+    // there). The other half absorbs replies already requested from Redis.
+    let pause_at = client.output_limit() / 2;
     loop {
-        client.wait_backlog_below(pause_at, PENDING_HIGH).await;
-        if client.is_dead() {
+        if !wait_for_room(client, pause_at).await {
             return;
         }
         // A large command announced its size: read it in few, large reads.
@@ -142,8 +147,7 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
                     if client.backlog().0 >= pause_at {
                         shard.backend.flush();
                         client.wake_writer();
-                        client.wait_backlog_below(pause_at, PENDING_HIGH).await;
-                        if client.is_dead() {
+                        if !wait_for_room(client, pause_at).await {
                             return;
                         }
                     }
@@ -180,6 +184,24 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
         }
         if buf.is_empty() && buf.capacity() > KEEP_BUF {
             buf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+}
+
+/// Waits until the client's backlog allows reading more; false if the client is gone or was
+/// dropped for leaving its replies unread at the output limit for `STUCK`.
+async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
+    loop {
+        let written = client.written.get();
+        let wait = client.wait_backlog_below(pause_at, PENDING_HIGH);
+        if monoio::time::timeout(STUCK, wait).await.is_ok() {
+            return !client.is_dead();
+        }
+        // Waiting on Redis is the backend timeout's business, and a client that reads slowly
+        // is still reading; only output left wholly unread drops a client.
+        if client.backlog().0 >= pause_at && client.written.get() == written {
+            client.disconnect();
+            return false;
         }
     }
 }
@@ -249,6 +271,21 @@ fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[
         }
         Kind::Hello => {
             client.push_local(|o| crate::auth::hello(shard, client, &args, o));
+            Flow::Next
+        }
+        Kind::Select
+            if args.len() == 2 && args.get(1) == shard.cfg.redis.db.to_string().as_bytes() =>
+        {
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            Flow::Next
+        }
+        Kind::Select => {
+            let msg = format!(
+                "ERR command 'select' is not supported by redis-proxy (it holds per-connection \
+                 server state; only SELECT {} is accepted)",
+                shard.cfg.redis.db
+            );
+            client.push_local(|o| put_error(o, msg.as_bytes()));
             Flow::Next
         }
         Kind::Refused(why) => {

@@ -39,6 +39,8 @@ pub enum Kind {
     Auth,
     /// `HELLO [2]` answered by the proxy; clients always speak RESP2 to it.
     Hello,
+    /// `SELECT db`: accepted for the backend's own db (clients often send it), else refused.
+    Select,
     /// Holds per-connection server state: cannot share the pipelined backend connection.
     Refused(&'static str),
 }
@@ -89,13 +91,21 @@ fn kind_of(name: &[u8], args: &Args) -> Kind {
         b"MGET" if args.len() >= 2 => Kind::Mget,
         b"PING" if args.len() <= 2 => Kind::Ping,
         b"ECHO" if args.len() == 2 => Kind::Echo,
-        b"XREAD" | b"XREADGROUP" if has_word(args, b"BLOCK") => Kind::Refused(BLOCK),
+        b"XREAD" | b"XREADGROUP" if has_option(args, b"BLOCK") => Kind::Refused(BLOCK),
         _ => table(name),
     }
 }
 
 fn has_word(args: &Args, word: &[u8]) -> bool {
     args.iter().skip(1).any(|a| a.eq_ignore_ascii_case(word))
+}
+
+/// An XREAD-style option: only before `STREAMS` (a stream may well be named "block").
+fn has_option(args: &Args, word: &[u8]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+        .any(|a| a.eq_ignore_ascii_case(word))
 }
 
 fn shape_of(name: &[u8], args: &Args) -> Shape {
@@ -122,6 +132,7 @@ fn table(name: &[u8]) -> Kind {
         b"QUIT" => Kind::Quit,
         b"AUTH" => Kind::Auth,
         b"HELLO" => Kind::Hello,
+        b"SELECT" => Kind::Select,
         b"GET" => Kind::Read,
         b"MGET" => Kind::Read,
 
@@ -177,7 +188,7 @@ fn table(name: &[u8]) -> Kind {
         | b"OBJECT" => Kind::Read,
 
         // Per-connection state: would leak into every client sharing the backend connection.
-        b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" | b"SELECT" | b"CLIENT"
+        b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" | b"CLIENT"
  | b"RESET" | b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
         b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
         | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
@@ -213,7 +224,8 @@ pub fn write_keys(keys: Keys, argc: usize) -> impl Iterator<Item = usize> {
 /// not a number or exceeds the arguments (Redis then refuses the command itself).
 pub fn script_keys(args: &Args) -> Option<std::ops::Range<usize>> {
     let n: usize = std::str::from_utf8(args.get(2)).ok()?.parse().ok()?;
-    (3 + n <= args.len()).then_some(3..3 + n)
+    let end = n.checked_add(3)?;
+    (end <= args.len()).then_some(3..end)
 }
 
 #[cfg(test)]
@@ -292,7 +304,6 @@ mod tests {
             "watch k",
             "blpop k 0",
             "subscribe c",
-            "select 1",
             "client list",
             "monitor",
             "reset",
@@ -302,6 +313,8 @@ mod tests {
             assert!(matches!(class(c).kind, Kind::Refused(_)), "{c}");
         }
         assert_eq!(class("xread count 1 streams s 0").kind, Kind::Read);
+        assert_eq!(class("xread streams block 0").kind, Kind::Read);
+        assert_eq!(class("select 0").kind, Kind::Select);
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+/// Longest --expire: the shard clock is a wrapping u32 of milliseconds (see `cache::reached`).
+pub const MAX_EXPIRE: Duration = Duration::from_secs(20 * 24 * 3600);
+
 #[derive(Parser, Clone)]
 #[command(
     name = "redis-proxy",
@@ -79,8 +82,9 @@ pub struct Config {
     #[arg(long, env = "REDIS_PROXY_MAX_REQUEST_BYTES", default_value_t = 1 << 30)]
     pub max_request_bytes: usize,
 
-    /// Most reply bytes a client may leave unread. The proxy stops reading from a client
-    /// that falls behind; one whose unread replies still exceed this is disconnected.
+    /// Most reply bytes a client may leave unread. At half of it the proxy stops reading the
+    /// client's requests; past it, or after 2 s at half without reading anything, the client is
+    /// disconnected.
     #[arg(long, env = "REDIS_PROXY_CLIENT_OUTPUT_LIMIT", default_value_t = 256 << 20)]
     pub client_output_limit: usize,
 
@@ -253,6 +257,9 @@ impl Config {
                 "--expire must be positive (use --capacity 0 to turn the cache off)".into(),
             );
         }
+        if self.expire > MAX_EXPIRE {
+            return Err("--expire must be at most 20 days".into());
+        }
         if self.connect_timeout.is_zero() {
             return Err("--connect-timeout must be positive".into());
         }
@@ -339,6 +346,7 @@ mod tests {
     fn rejections() {
         assert!(parse(&["--threads", "0"]).is_err());
         assert!(parse(&["--expire", "soon"]).is_err());
+        assert!(parse(&["--expire", "21days"]).is_err());
         assert!(parse(&["--redis-ops-limit", "0"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--redis", "ftp://x:1"]).is_err());

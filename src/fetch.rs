@@ -20,6 +20,8 @@ pub struct Fetch {
     /// The GET reply in RESP2 form, once it has arrived (cacheable replies only).
     pub value: Option<Bytes>,
     pub poisoned: bool,
+    /// The GET reply has arrived and gone to the waiters: nobody may join any more.
+    pub replied: bool,
     /// Shard clock when the GET was queued: the cached lifetime counts from here.
     pub sent_at: u32,
 }
@@ -60,8 +62,12 @@ impl Inflight {
             return Join::Start;
         };
         let mut f = f.borrow_mut();
-        if let Some(v) = &f.value {
-            return Join::Value(v.clone());
+        if f.replied {
+            // The reply went out already; only a cacheable one may be reused.
+            return match &f.value {
+                Some(v) => Join::Value(v.clone()),
+                None => Join::Start,
+            };
         }
         f.waiters.push((client.clone(), seq()));
         Join::Joined
@@ -74,6 +80,7 @@ impl Inflight {
             waiters: vec![(client, seq)],
             value: None,
             poisoned: false,
+            replied: false,
             sent_at: now,
         }));
         if let Some(old) = self.map.insert(key, f.clone()) {
@@ -109,6 +116,19 @@ impl Inflight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found in review: a reader joining after an uncacheable reply (an error, a nil in
+    /// TTL-only mode) went out was never answered.
+    #[test]
+    fn no_join_after_the_reply() {
+        let mut inf = Inflight::default();
+        let c = Rc::new(ClientShared::default());
+        let f = inf.start(b"k", c.clone(), 0, 0);
+        f.borrow_mut().replied = true;
+        assert!(matches!(inf.join(b"k", &c, || 1), Join::Start));
+        f.borrow_mut().value = Some(Bytes::from_static(b"$1\r\nv\r\n"));
+        assert!(matches!(inf.join(b"k", &c, || 1), Join::Value(_)));
+    }
 
     #[test]
     fn single_flight_and_poisoning() {

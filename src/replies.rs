@@ -23,6 +23,8 @@ struct Queue {
     /// Bytes ready to send, in order, ahead of every slot.
     ready: BytesMut,
     slots: VecDeque<Slot>,
+    /// Bytes held in finished slots behind a pending one: unsent output like `ready`.
+    held: usize,
     /// Sequence number of `slots[0]`.
     head_seq: u64,
     pending: usize,
@@ -43,6 +45,8 @@ pub struct ClientShared {
     /// Shard clock at the client's last input (for --client-idle-timeout).
     pub last_active: Cell<u32>,
     pub authed: Cell<bool>,
+    /// Reply bytes written to the socket so far: tells a slow reader from one that never reads.
+    pub written: Cell<u64>,
 }
 
 impl Default for ClientShared {
@@ -61,6 +65,7 @@ impl ClientShared {
             fd: Cell::new(None),
             last_active: Cell::new(0),
             authed: Cell::new(false),
+            written: Cell::new(0),
         }
     }
 
@@ -72,18 +77,14 @@ impl ClientShared {
     pub fn disconnect(&self) {
         self.mark_dead();
         if let Some(fd) = self.fd.take() {
-            // SAFETY: shutdown(2) on a socket this client still owns (both halves hold it
-            // open until the tasks end); it does not close or invalidate the descriptor.
-            unsafe {
-                libc::shutdown(fd, libc::SHUT_RDWR);
-            }
+            shutdown(fd);
         }
         self.wake_writer();
     }
 
     /// A client that stops reading while replies pile up is dropped past the output limit.
     fn check_output_limit(&self, q: &Queue) -> bool {
-        q.ready.len() > self.output_limit
+        q.ready.len() + q.held > self.output_limit
     }
 
     /// Appends a reply produced now, written by `f`.
@@ -101,13 +102,39 @@ impl ClientShared {
             }
             return;
         }
-        if let Some(Slot::Done(buf)) = q.slots.back_mut() {
-            f(buf);
-            return;
+        let q = &mut *q;
+        let added = match q.slots.back_mut() {
+            Some(Slot::Done(buf)) => {
+                let before = buf.len();
+                f(buf);
+                buf.len() - before
+            }
+            _ => {
+                let mut buf = BytesMut::new();
+                f(&mut buf);
+                let n = buf.len();
+                q.slots.push_back(Slot::Done(buf));
+                n
+            }
+        };
+        q.held += added;
+        if self.check_output_limit(q) {
+            self.disconnect_after(q);
         }
-        let mut buf = BytesMut::new();
-        f(&mut buf);
-        q.slots.push_back(Slot::Done(buf));
+    }
+
+    /// `disconnect` for callers that hold the queue borrowed.
+    fn disconnect_after(&self, q: &mut Queue) {
+        Self::drop_output(q);
+        if let Some(fd) = self.fd.take() {
+            shutdown(fd);
+        }
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
     }
 
     /// Reserves the place of a reply that will come later; returns its sequence number.
@@ -134,6 +161,7 @@ impl ClientShared {
             }
             while let Some(Slot::Done(_)) = q.slots.front() {
                 if let Some(Slot::Done(buf)) = q.slots.pop_front() {
+                    q.held -= buf.len();
                     q.ready.extend_from_slice(&buf);
                 }
                 q.head_seq += 1;
@@ -149,7 +177,11 @@ impl ClientShared {
             if !q.dead {
                 f(&mut buf);
             }
+            q.held += buf.len();
             q.slots[idx] = Slot::Done(buf);
+            if self.check_output_limit(q) {
+                self.disconnect_after(q);
+            }
         }
     }
 
@@ -157,7 +189,7 @@ impl ClientShared {
     /// while this is high, so a client that never reads cannot grow memory without bound.
     pub fn backlog(&self) -> (usize, usize) {
         let q = self.q.borrow();
-        (q.ready.len(), q.pending)
+        (q.ready.len() + q.held, q.pending)
     }
 
     pub fn has_pending(&self) -> bool {
@@ -181,16 +213,19 @@ impl ClientShared {
     }
 
     pub fn mark_dead(&self) {
-        let mut q = self.q.borrow_mut();
+        Self::drop_output(&mut self.q.borrow_mut());
+        self.wake_reader();
+    }
+
+    fn drop_output(q: &mut Queue) {
         q.dead = true;
         q.ready = BytesMut::new();
+        q.held = 0;
         for s in q.slots.iter_mut() {
             if let Slot::Done(b) = s {
                 *b = BytesMut::new();
             }
         }
-        drop(q);
-        self.wake_reader();
     }
 
     #[inline]
@@ -241,6 +276,15 @@ impl ClientShared {
     }
 }
 
+/// Shuts a client socket down so its pending reads and writes end.
+fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown(2) on a socket the client still owns (both halves hold it open until
+    // the tasks end); it does not close or invalidate the descriptor.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +316,19 @@ mod tests {
         assert!(!c.is_dead());
         c.push_local(|b| b.extend_from_slice(b"5"));
         assert!(c.is_dead());
+    }
+
+    /// Found in review: replies queued behind a pending one were not counted.
+    #[test]
+    fn output_held_behind_a_pending_reply_counts() {
+        let c = ClientShared::new(8);
+        let s = c.push_pending();
+        c.push_local(|b| b.extend_from_slice(b"12345"));
+        assert_eq!(c.backlog(), (5, 1));
+        c.push_local(|b| b.extend_from_slice(b"6789"));
+        assert!(c.is_dead());
+        c.complete(s, |b| b.extend_from_slice(b"x"));
+        assert_eq!(c.backlog(), (0, 0));
     }
 
     #[test]

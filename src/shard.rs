@@ -66,7 +66,9 @@ impl Shard {
         }
     }
 
-    /// Milliseconds on this shard's clock, as of the last `update_clock`.
+    /// Milliseconds on this shard's clock, as of the last `update_clock`. The clock wraps
+    /// every 49.7 days: compare instants only through `wrapping_sub` (lifetimes and timeouts
+    /// are far shorter than the 24.8 days that leaves).
     #[inline]
     pub fn now(&self) -> u32 {
         self.now.get()
@@ -75,7 +77,7 @@ impl Shard {
     /// Called once per batch of client input and per tick, not per request.
     #[inline]
     pub fn update_clock(&self) -> u32 {
-        let ms = self.epoch.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        let ms = self.epoch.elapsed().as_millis() as u32; // wraps, by design
         self.now.set(ms);
         ms
     }
@@ -130,8 +132,7 @@ impl Shard {
             return;
         }
         for c in self.clients.borrow().iter().filter_map(Weak::upgrade) {
-            if !c.is_dead() && !c.has_pending() && now.saturating_sub(c.last_active.get()) > timeout
-            {
+            if !c.is_dead() && !c.has_pending() && now.wrapping_sub(c.last_active.get()) > timeout {
                 c.disconnect();
             }
         }
@@ -151,7 +152,7 @@ impl Shard {
     fn tick(&self, n: u64) {
         let now = self.update_clock();
         crate::backend::conn::check_timeout(self, now);
-        if n % 20 == 0 {
+        if n.is_multiple_of(20) {
             self.close_idle_clients(now);
         }
         let mut cache = self.cache.borrow_mut();

@@ -77,6 +77,17 @@ pub fn our_int_syntax(s: &[u8]) -> bool {
     !d.is_empty() && d.len() <= 18 && d.iter().all(u8::is_ascii_digit)
 }
 
+/// The request scanner is stricter, as redis-server's `string2ll` is: no leading zero (`$01`)
+/// and no `-0`. It must refuse whatever redis-server would, since requests are forwarded byte
+/// for byte; redis-protocol accepts these, an intentional difference.
+pub fn our_request_int_syntax(s: &[u8]) -> bool {
+    let (neg, d) = match s.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    our_int_syntax(s) && !(d[0] == b'0' && (d.len() > 1 || neg))
+}
+
 pub fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     if from >= buf.len() {
         return None;

@@ -10,7 +10,7 @@
 //! * `*0` and `*-N` are skipped silently by us, as by redis-server; redis-protocol decodes `*0`
 //!   as an empty array, `*-1` as a null and rejects other negative counts.
 //! * Header integers: we take `-?[0-9]{1,18}`; redis-protocol takes whatever `str::parse::<isize>`
-//!   takes (a leading `+`, 19+ digits). We reject those.
+//!   takes (a leading `+`, 19+ digits, leading zeros, `-0`). We reject those, as redis-server does.
 //! * redis-protocol takes *any* two bytes after a bulk string's payload; we require `\r\n`
 //!   (as redis-server does).
 //! * Limits: more than `MAX_ARGS` arguments or a bulk over `MAX_BULK` are protocol errors for us.
@@ -135,7 +135,7 @@ fn our_syntax(frame: &[u8]) -> Result<(), String> {
         (&frame[from..eol], eol + 2)
     };
     let (count, mut p) = line(1);
-    if !our_int_syntax(count) {
+    if !our_request_int_syntax(count) {
         return Err(format!("array count {:?}", escape(count)));
     }
     let n: i64 = std::str::from_utf8(count).unwrap().parse().unwrap();
@@ -145,7 +145,7 @@ fn our_syntax(frame: &[u8]) -> Result<(), String> {
     for _ in 0..n.max(0) {
         assert_eq!(frame[p], b'$');
         let (len, q) = line(p + 1);
-        if !our_int_syntax(len) {
+        if !our_request_int_syntax(len) {
             return Err(format!("bulk length {:?}", escape(len)));
         }
         // `-0` is a valid (empty) length for both.

@@ -142,7 +142,7 @@ pub fn check_timeout(shard: &Shard, now: u32) {
             st.progress = now;
             false
         } else {
-            now.saturating_sub(st.progress) > timeout
+            now.wrapping_sub(st.progress) > timeout
         }
     };
     if stalled {

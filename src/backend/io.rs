@@ -62,8 +62,9 @@ pub async fn reader(
     let mut scanner = FrameScanner::default();
     loop {
         // After a reset (backend timeout) the waiters belong to no one on this connection:
-        // a late reply must not reach them.
+        // a late reply must not reach them. Invalidations already read still apply.
         if shard.backend.st.borrow().generation != generation {
+            apply_pushes(shard, &buf);
             return "connection reset".into();
         }
         let mut consumed = 0;
@@ -85,15 +86,30 @@ pub async fn reader(
             shard.backend.st.borrow_mut().progress = shard.update_clock();
             shard.backend.wake_space();
         }
+        if buf.is_empty() && buf.capacity() > KEEP_BUF {
+            buf = BytesMut::with_capacity(READ_CHUNK);
+        }
         buf.reserve(READ_CHUNK);
         let len = buf.len();
         let (res, slice) = r.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
         buf = slice.into_inner();
         match res {
             Ok(0) => return "connection closed by Redis".into(),
-            Ok(_) => {}
+            // Bytes arriving is progress, even in the middle of one huge reply.
+            Ok(_) => shard.backend.st.borrow_mut().progress = shard.update_clock(),
             Err(e) => return format!("read from Redis: {e}"),
         }
+    }
+}
+
+/// Applies the invalidation pushes among complete frames of a connection being abandoned.
+fn apply_pushes(shard: &Shard, buf: &[u8]) {
+    let mut at = 0;
+    while let Ok(Some(info)) = FrameScanner::default().scan(&buf[at..]) {
+        if info.push {
+            on_push(shard, &buf[at..at + info.len]);
+        }
+        at += info.len;
     }
 }
 
@@ -136,6 +152,7 @@ fn is_null(frame: &[u8]) -> bool {
 fn on_get(shard: &Shard, f: &FetchRef, frame: &[u8], info: FrameInfo, resp3: bool) {
     let null = is_null(frame);
     let mut f = f.borrow_mut();
+    f.replied = true;
     for (client, seq) in f.waiters.drain(..) {
         client.complete(seq, |out| {
             if null {
@@ -187,7 +204,7 @@ fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
     shard
         .cache
         .borrow_mut()
-        .insert(&f.key, value, f.sent_at.saturating_add(life));
+        .insert(&f.key, value, f.sent_at.wrapping_add(life));
 }
 
 /// `>2 invalidate [keys]`: drop the keys; a null key list (FLUSHALL/FLUSHDB) drops everything.

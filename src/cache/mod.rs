@@ -16,6 +16,13 @@ const NIL: u32 = u32::MAX;
 /// `prev` value marking a slab slot as free (its `next` links the free list).
 const FREE: u32 = u32::MAX - 1;
 
+/// Has the wrapping millisecond clock reached `deadline`? Correct while lifetimes stay under
+/// 2^31 ms (24.8 days; `--expire` is capped below that).
+#[inline]
+pub fn reached(now: u32, deadline: u32) -> bool {
+    now.wrapping_sub(deadline) as i32 >= 0
+}
+
 struct Entry {
     data: Box<[u8]>,
     key_len: u32,
@@ -90,7 +97,7 @@ impl Cache {
     #[inline]
     pub fn get(&mut self, key: &[u8], now: u32) -> Option<&[u8]> {
         let i = self.find(key)?;
-        if self.entries[i as usize].expires <= now {
+        if reached(now, self.entries[i as usize].expires) {
             self.remove_at(i);
             return None;
         }
@@ -175,7 +182,7 @@ impl Cache {
             let i = self.sweep_at;
             self.sweep_at += 1;
             let e = &self.entries[i];
-            if e.prev != FREE && e.expires <= now {
+            if e.prev != FREE && reached(now, e.expires) {
                 self.remove_at(i as u32);
                 removed += 1;
             }
@@ -270,6 +277,17 @@ mod tests {
         assert!(c.get(b"k", 99).is_some());
         assert!(c.get(b"k", 100).is_none());
         assert!(c.is_empty());
+    }
+
+    /// Found in review: the clock used to stop at u32::MAX (49.7 days), expiring everything.
+    #[test]
+    fn deadlines_survive_clock_wrap() {
+        let mut c = Cache::new(10);
+        let now = u32::MAX - 100;
+        c.insert(b"k", b"v", now.wrapping_add(1000));
+        assert!(c.get(b"k", now).is_some());
+        assert!(c.get(b"k", now.wrapping_add(999)).is_some());
+        assert!(c.get(b"k", now.wrapping_add(1000)).is_none());
     }
 
     #[test]

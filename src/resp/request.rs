@@ -274,7 +274,12 @@ fn read_int_line(
                 i += 1;
             }
             Some(b'\r') => {
-                if i == digits_start {
+                // As redis-server's string2ll: no empty number, no leading zero, no "-0".
+                // Anything it would refuse must be refused here, since requests are
+                // forwarded byte for byte and a protocol error would close the shared
+                // backend connection.
+                let digits = &input[digits_start..i];
+                if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
                     return Err(None);
                 }
                 return match input.get(i + 1) {
@@ -476,6 +481,11 @@ mod tests {
             (b"*a\r\n", "invalid multibulk length"),
             (b"set \"a\r\n", "unbalanced quotes in request"),
             (b"*1\r\n$1\r\nabc\r\n", "expected CRLF after bulk argument"),
+            // Found in review: accepted here, refused by redis-server, which then closed the
+            // shared backend connection for every client of the shard.
+            (b"*1\r\n$01\r\nk\r\n", "invalid bulk length"),
+            (b"*1\r\n$-0\r\n", "invalid bulk length"),
+            (b"*01\r\n$1\r\nk\r\n", "invalid multibulk length"),
         ];
         for (input, want) in cases {
             let mut sc = RequestScanner::new();
