@@ -25,6 +25,8 @@
 //! bytes, index slot, slab entry, key+reply allocation, LRU neighbours): the dependent-chain row
 //! is the latency of one get, the first row what overlapping misses of back-to-back gets allow.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use redis_proxy::cache::Cache;
 use std::hint::black_box;
@@ -203,16 +205,9 @@ fn bench_cache(c: &mut Criterion) {
     }
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_cache
 }
 criterion_main!(benches);

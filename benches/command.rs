@@ -14,11 +14,12 @@
 //! | unknown (`MYMODULE.DOSOMETHING`: treated as a write)      |             9.3 |
 //! | mix of 20 common commands (GET, SET EX, MGET, HSET, ...)  |            11.6 |
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use redis_proxy::command::classify;
 use redis_proxy::resp::request::{RequestScanner, Scan};
 use std::hint::black_box;
-use std::time::Duration;
 
 /// A scanned command: its bytes and the scanner holding its argument offsets.
 struct Scanned {
@@ -96,16 +97,9 @@ fn bench_classify(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_classify
 }
 criterion_main!(benches);

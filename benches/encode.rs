@@ -20,12 +20,13 @@
 //! put_error copies byte by byte (replacing CR/LF); FlattenPairs walks the reply twice (a check
 //! that every element is a pair, then the conversion), hence 2.6x the map for a shorter reply.
 
+mod common;
+
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use redis_proxy::resp::convert::{to_resp2, Shape};
 use redis_proxy::resp::write::{put_bulk, put_command, put_error, put_header};
 use std::hint::black_box;
-use std::time::Duration;
 
 const N: usize = 100;
 
@@ -116,16 +117,9 @@ fn bench_convert(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_write, bench_convert
 }
 criterion_main!(benches);

@@ -37,12 +37,13 @@
 //! The framer only finds where each reply ends (and flags push / RESP3-only types): 5.6x faster
 //! on small bulks, 19x on nested aggregates, where redis-protocol builds a frame tree.
 
+mod common;
+
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use redis_proxy::resp::frame::{frame_len, FrameScanner};
 use redis_proxy::resp::request::{RequestScanner, Scan};
 use std::hint::black_box;
-use std::time::Duration;
 
 const PIPELINE: usize = 100;
 
@@ -299,16 +300,9 @@ fn bench_frames(c: &mut Criterion) {
     frame_group(c, "resp3_nested_map", &nested, 1);
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = bench_requests, bench_resume, bench_frames
 }
 criterion_main!(benches);

@@ -343,10 +343,7 @@ fn forward(
         seq,
         shape,
     };
-    match raw {
-        Some(raw) => shard.backend.send_raw(raw, w),
-        None => shard.backend.send_args(args.iter(), w),
-    }
+    shard.backend.send_request(raw, &args, w);
     Flow::Next
 }
 
@@ -376,10 +373,9 @@ fn get(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>)
         .inflight
         .borrow_mut()
         .start(key, client.clone(), seq, shard.now());
-    match raw {
-        Some(raw) => shard.backend.send_raw(raw, Waiter::Get(f.clone())),
-        None => shard.backend.send_args(args.iter(), Waiter::Get(f.clone())),
-    }
+    shard
+        .backend
+        .send_request(raw, &args, Waiter::Get(f.clone()));
     shard
         .backend
         .send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));

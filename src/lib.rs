@@ -23,6 +23,7 @@
 //! - [`backend`]: the pipelined connection, its handshake (HELLO 3, AUTH, SELECT, CLIENT
 //!   TRACKING), invalidation pushes, reconnection with backoff.
 //! - [`log`](mod@log): stderr logging.
+//! - [`socket`]: shutting a socket down to end the I/O of the tasks using it.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
 //! Deliberately missing: Redis Cluster, per-client connection state (MULTI, SUBSCRIBE, SELECT,
@@ -42,3 +43,4 @@ pub mod mget;
 pub mod replies;
 pub mod resp;
 pub mod shard;
+pub mod socket;

@@ -9,7 +9,6 @@ use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
 use crate::resp::frame::{FrameInfo, FrameScanner};
 use crate::resp::write::{put_error, put_header};
-use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
 use std::rc::Rc;
 
@@ -21,7 +20,7 @@ pub struct Mget {
 }
 
 impl Mget {
-    pub fn on_reply(&mut self, _shard: &Shard, frame: &[u8], info: FrameInfo, resp3: bool) {
+    pub fn on_reply(&mut self, frame: &[u8], info: FrameInfo, resp3: bool) {
         let parts = std::mem::take(&mut self.parts);
         self.client.complete(self.seq, |out| {
             if !frame.starts_with(b"*") || !merge(&parts, frame, out) {

@@ -75,11 +75,7 @@ impl ClientShared {
 
     /// Ends the connection now: pending reads and writes on it fail, both tasks finish.
     pub fn disconnect(&self) {
-        self.mark_dead();
-        if let Some(fd) = self.fd.take() {
-            shutdown(fd);
-        }
-        self.wake_writer();
+        self.disconnect_locked(&mut self.q.borrow_mut());
     }
 
     /// A client that stops reading while replies pile up is dropped past the output limit.
@@ -94,15 +90,14 @@ impl ClientShared {
         if q.dead {
             return;
         }
+        let q = &mut *q;
         if q.slots.is_empty() {
             f(&mut q.ready);
-            if self.check_output_limit(&q) {
-                drop(q);
-                self.disconnect();
+            if self.check_output_limit(q) {
+                self.disconnect_locked(q);
             }
             return;
         }
-        let q = &mut *q;
         let added = match q.slots.back_mut() {
             Some(Slot::Done(buf)) => {
                 let before = buf.len();
@@ -119,15 +114,15 @@ impl ClientShared {
         };
         q.held += added;
         if self.check_output_limit(q) {
-            self.disconnect_after(q);
+            self.disconnect_locked(q);
         }
     }
 
     /// `disconnect` for callers that hold the queue borrowed.
-    fn disconnect_after(&self, q: &mut Queue) {
+    fn disconnect_locked(&self, q: &mut Queue) {
         Self::drop_output(q);
         if let Some(fd) = self.fd.take() {
-            shutdown(fd);
+            crate::socket::shutdown(fd);
         }
         if let Some(w) = self.reader.take() {
             w.wake();
@@ -166,11 +161,10 @@ impl ClientShared {
                 }
                 q.head_seq += 1;
             }
-            let over = self.check_output_limit(q);
-            drop(guard);
-            if over {
-                self.disconnect();
+            if self.check_output_limit(q) {
+                self.disconnect_locked(q);
             }
+            drop(guard);
             self.wake_writer();
         } else {
             let mut buf = BytesMut::new();
@@ -180,7 +174,7 @@ impl ClientShared {
             q.held += buf.len();
             q.slots[idx] = Slot::Done(buf);
             if self.check_output_limit(q) {
-                self.disconnect_after(q);
+                self.disconnect_locked(q);
             }
         }
     }
@@ -273,15 +267,6 @@ impl ClientShared {
             Poll::Pending
         })
         .await
-    }
-}
-
-/// Shuts a client socket down so its pending reads and writes end.
-fn shutdown(fd: RawFd) {
-    // SAFETY: shutdown(2) on a socket the client still owns (both halves hold it open until
-    // the tasks end); it does not close or invalidate the descriptor.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }
 

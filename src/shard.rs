@@ -185,14 +185,7 @@ pub fn spawn(
     core: Option<core_affinity::CoreId>,
     common: Common,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let Common {
-        cfg,
-        listen,
-        redis_addr,
-        stop,
-        connections,
-        ready,
-    } = common;
+    let ready = common.ready.clone();
     std::thread::Builder::new()
         .name(format!("shard-{id}"))
         .spawn(move || {
@@ -201,14 +194,6 @@ pub fn spawn(
                     crate::log!(warn, "shard {id}: could not pin to core {}", core.id);
                 }
             }
-            let common = Common {
-                cfg,
-                listen,
-                redis_addr,
-                stop,
-                connections,
-                ready: ready.clone(),
-            };
             let fut = run(id, common);
             if let Err(e) = block_on(fut) {
                 let _ = ready.send(Err(format!("shard {id}: cannot start a runtime: {e}")));

@@ -36,7 +36,7 @@ pub async fn supervise(shard: Rc<Shard>) {
         }
         shard.backend.st.borrow_mut().status = Status::Connecting;
         let attempt = monoio::time::timeout(shard.cfg.connect_timeout, connect_any(&shard)).await;
-        let failure = match attempt {
+        let (what, why) = match attempt {
             Ok(Ok(session)) => {
                 backoff = BACKOFF_MIN;
                 let why = serve(&shard, session, connected_before).await;
@@ -45,54 +45,51 @@ pub async fn supervise(shard: Rc<Shard>) {
                 if shard.backend.status() == Status::Up {
                     crate::log!(warn, "shard {}: lost connection to Redis: {why}", shard.id);
                 }
-                let msg = format!("ERR backend connection lost: {why}");
-                down(&shard, why, &msg);
-                continue_after(&shard, backoff).await;
-                continue;
+                ("connection lost", why)
             }
-            Ok(Err(e)) => e,
-            Err(_) => format!(
-                "connecting to {} timed out after {:?}",
-                shard.redis_addr, shard.cfg.connect_timeout
-            ),
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e,
+                    _ => format!(
+                        "connecting to {} timed out after {:?}",
+                        shard.redis_addr, shard.cfg.connect_timeout
+                    ),
+                };
+                if was_up {
+                    crate::log!(
+                        warn,
+                        "shard {}: Redis unavailable: {why}; retrying",
+                        shard.id
+                    );
+                    was_up = false;
+                }
+                ("unavailable", why)
+            }
         };
-        if was_up {
-            crate::log!(
-                warn,
-                "shard {}: Redis unavailable: {failure}; retrying",
-                shard.id
-            );
-            was_up = false;
+        down(&shard, what, why);
+        if !shard.stopping() {
+            monoio::time::sleep(backoff).await;
         }
-        let msg = format!("ERR backend unavailable: {failure}");
-        down(&shard, failure, &msg);
-        continue_after(&shard, backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        if !was_up {
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
     }
 }
 
-async fn continue_after(shard: &Shard, d: Duration) {
-    if !shard.stopping() {
-        monoio::time::sleep(d).await;
-    }
-}
-
-pub(crate) fn down(shard: &Shard, why: String, msg: &str) {
+/// Marks the backend down and answers everything waiting with `-ERR backend <what>: <why>`.
+pub(crate) fn down(shard: &Shard, what: &str, why: String) {
+    let msg = format!("ERR backend {what}: {why}");
     {
         let mut st = shard.backend.st.borrow_mut();
         st.status = Status::Down;
         st.generation += 1;
         st.last_error = why;
         if let Some(fd) = st.fd.take() {
-            // SAFETY: shutdown(2) on the connection's socket, which the reader and writer
-            // halves still own; it wakes their pending I/O without closing the descriptor.
-            unsafe {
-                libc::shutdown(fd, libc::SHUT_RDWR);
-            }
+            crate::socket::shutdown(fd);
         }
     }
     shard.backend.flush(); // the writer of the dead connection sees the new generation and exits
-    fail_all(shard, msg);
+    fail_all(shard, &msg);
 }
 
 async fn serve(shard: &Rc<Shard>, s: Session, reconnect: bool) -> String {
@@ -148,7 +145,7 @@ pub fn check_timeout(shard: &Shard, now: u32) {
     if stalled {
         let why = format!("Redis did not reply within {:?}", shard.cfg.backend_timeout);
         crate::log!(warn, "shard {}: {why}; resetting the connection", shard.id);
-        down(shard, why.clone(), &format!("ERR backend timeout: {why}"));
+        down(shard, "timeout", why);
     }
 }
 

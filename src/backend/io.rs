@@ -128,7 +128,7 @@ fn deliver(shard: &Shard, frame: &[u8], info: FrameInfo) -> Result<(), &'static 
         }
         Waiter::Get(f) => on_get(shard, &f, frame, info, resp3),
         Waiter::Ttl(f) => on_ttl(shard, &f, frame),
-        Waiter::Mget(m) => m.borrow_mut().on_reply(shard, frame, info, resp3),
+        Waiter::Mget(m) => m.borrow_mut().on_reply(frame, info, resp3),
         Waiter::Ignore => {}
     }
     Ok(())

@@ -13,6 +13,7 @@ pub mod io;
 use crate::fetch::FetchRef;
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
+use crate::resp::request::Args;
 use crate::resp::write::{put_command, put_error};
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
@@ -121,11 +122,18 @@ impl Backend {
         );
     }
 
+    /// Queues a client's request: its raw RESP bytes when it came as RESP (forwarded verbatim),
+    /// else (an inline command) its arguments encoded as RESP.
     #[inline]
-    pub fn send_raw(&self, raw: &[u8], w: Waiter) {
-        let mut st = self.st.borrow_mut();
-        st.out.extend_from_slice(raw);
-        st.waiters.push_back(w);
+    pub fn send_request(&self, raw: Option<&[u8]>, args: &Args, w: Waiter) {
+        match raw {
+            Some(raw) => {
+                let mut st = self.st.borrow_mut();
+                st.out.extend_from_slice(raw);
+                st.waiters.push_back(w);
+            }
+            None => self.send_args(args.iter(), w),
+        }
     }
 
     pub fn send_args<'a>(&self, args: impl ExactSizeIterator<Item = &'a [u8]>, w: Waiter) {
