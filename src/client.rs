@@ -4,17 +4,15 @@
 use crate::backend::{Admit, Waiter};
 use crate::command::{classify, script_keys, write_keys, Keys, Kind};
 use crate::fetch::Join;
-use crate::mget::Mget;
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
 use crate::resp::request::{Args, RequestScanner, Scan, MAX_BULK};
 use crate::resp::write::{put_bulk, put_error, put_header};
 use crate::shard::Shard;
-use bytes::{Buf, Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use crate::socket::{ReadHalf, WriteHalf};
+use bytes::{Buf, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use std::cell::RefCell;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -29,35 +27,24 @@ const TOO_BIG: &[u8] = b"ERR Protocol error: request larger than --max-request-b
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let fd = stream.as_raw_fd();
-    let (r, w) = stream.into_split();
+    let (r, w, sock) = crate::socket::split(stream);
     let client = Rc::new(ClientShared::new(shard.cfg.client_output_limit));
-    client.set_fd(fd);
+    client.set_socket(sock);
     client.last_active.set(shard.now());
     client.authed.set(shard.cfg.requirepass.is_none());
-    shard.register_client(&client);
-    let _slot = ConnectionSlot(&shard);
+    let _slot = shard.client_connected(&client);
     let writer = monoio::spawn(write_loop(client.clone(), w));
     read_loop(&shard, &client, r).await;
     client.close();
     writer.await;
 }
 
-/// Gives the connection's --max-clients slot back however the connection ends.
-struct ConnectionSlot<'a>(&'a Shard);
-
-impl Drop for ConnectionSlot<'_> {
-    fn drop(&mut self) {
-        self.0
-            .connections
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-async fn write_loop(client: Rc<ClientShared>, mut w: OwnedWriteHalf<TcpStream>) {
+async fn write_loop(client: Rc<ClientShared>, mut w: WriteHalf) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     while client.next_batch(&mut buf).await {
-        let (res, b) = w.write_all(buf).await;
+        client.writing.set(true);
+        let (res, b) = w.half.write_all(buf).await;
+        client.writing.set(false);
         buf = b;
         if res.is_err() {
             client.mark_dead();
@@ -79,7 +66,7 @@ enum Flow {
     Wait(usize),
 }
 
-async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHalf<TcpStream>) {
+async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: ReadHalf) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = RequestScanner::new();
     let mut want = 0usize;
@@ -92,13 +79,20 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
         if !wait_for_room(client, pause_at).await {
             return;
         }
+        // At shutdown the requests already read are answered, and no new one is taken.
+        if shard.stopping() {
+            return;
+        }
         // A large command announced its size: read it in few, large reads.
         let room = want
             .saturating_sub(buf.len())
             .clamp(READ_CHUNK, MAX_BULK + 1024);
         buf.reserve(room);
         let len = buf.len();
-        let (res, slice) = r.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
+        let (res, slice) = r
+            .half
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
+            .await;
         buf = slice.into_inner();
         match res {
             Ok(0) | Err(_) => return,
@@ -156,12 +150,7 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
                 Scan::Incomplete { hint } => {
                     // Refuse an oversized command before allocating for it.
                     if hint > max_request || buf.len() - consumed > max_request {
-                        client.push_local(|o| {
-                            put_error(
-                                o,
-                                b"ERR Protocol error: request larger than --max-request-bytes",
-                            )
-                        });
+                        client.push_local(|o| put_error(o, TOO_BIG));
                         quit = true;
                     }
                     want = hint;
@@ -189,7 +178,7 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: OwnedReadHal
 }
 
 /// Waits until the client's backlog allows reading more; false if the client is gone or was
-/// dropped for leaving its replies unread at the output limit for `STUCK`.
+/// dropped for leaving its replies unread for `STUCK`.
 async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
     loop {
         let written = client.written.get();
@@ -197,9 +186,10 @@ async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
         if monoio::time::timeout(STUCK, wait).await.is_ok() {
             return !client.is_dead();
         }
-        // Waiting on Redis is the backend timeout's business, and a client that reads slowly
-        // is still reading; only output left wholly unread drops a client.
-        if client.backlog().0 >= pause_at && client.written.get() == written {
+        // Waiting on Redis (replies held behind one still expected) is the backend timeout's
+        // business, and a client that reads slowly is still reading; only output it could be
+        // reading, left wholly unread, drops a client.
+        if client.has_writable_output() && client.written.get() == written {
             client.disconnect();
             return false;
         }
@@ -232,7 +222,7 @@ fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[
     crate::fault::maybe_panic(&args);
     match class.kind {
         Kind::Get if shard.cache_on => get(shard, client, args, raw),
-        Kind::Mget if shard.cache_on => mget(shard, client, args),
+        Kind::Mget if shard.cache_on => mget(shard, client, args, raw),
         Kind::Get | Kind::Mget | Kind::Read => forward(shard, client, args, raw, class.shape),
         Kind::Write(keys) => {
             if let Some(flow) = not_admitted(shard, client, 1) {
@@ -273,19 +263,8 @@ fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[
             client.push_local(|o| crate::auth::hello(shard, client, &args, o));
             Flow::Next
         }
-        Kind::Select
-            if args.len() == 2 && args.get(1) == shard.cfg.redis.db.to_string().as_bytes() =>
-        {
-            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
-            Flow::Next
-        }
         Kind::Select => {
-            let msg = format!(
-                "ERR command 'select' is not supported by redis-proxy (it holds per-connection \
-                 server state; only SELECT {} is accepted)",
-                shard.cfg.redis.db
-            );
-            client.push_local(|o| put_error(o, msg.as_bytes()));
+            client.push_local(|o| select(shard, &args, o));
             Flow::Next
         }
         Kind::Refused(why) => {
@@ -293,6 +272,29 @@ fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[
             let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
             client.push_local(|o| put_error(o, msg.as_bytes()));
             Flow::Next
+        }
+    }
+}
+
+/// `SELECT db`, with redis-server's checks and errors; only the proxy's own db is accepted.
+fn select(shard: &Shard, args: &Args, o: &mut BytesMut) {
+    if args.len() != 2 {
+        return o.extend_from_slice(b"-ERR wrong number of arguments for 'select' command\r\n");
+    }
+    match crate::command::redis_int(args.get(1)) {
+        Some(n) if i32::try_from(n).is_err() => {
+            o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n")
+        }
+        None => o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
+        Some(n) if n < 0 => o.extend_from_slice(b"-ERR DB index is out of range\r\n"),
+        Some(n) if n == shard.cfg.redis.db as i64 => o.extend_from_slice(b"+OK\r\n"),
+        Some(_) => {
+            let msg = format!(
+                "ERR command 'select' is not supported by redis-proxy (it holds per-connection \
+                 server state; only SELECT {} is accepted)",
+                shard.cfg.redis.db
+            );
+            put_error(o, msg.as_bytes());
         }
     }
 }
@@ -382,44 +384,22 @@ fn get(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>)
     Flow::Next
 }
 
-fn mget(shard: &Shard, client: &Rc<ClientShared>, args: Args) -> Flow {
+/// MGET is atomic in Redis, so the proxy answers with a combination of values that existed:
+/// all keys from the cache (which mirrors Redis as of the last invalidation applied), or, on any
+/// miss, one backend MGET of all the keys. Never hits mixed with values fetched later.
+fn mget(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
     let now = shard.now();
-    let mut parts = Vec::with_capacity(args.len() - 1);
-    {
-        let mut cache = shard.cache.borrow_mut();
+    let mut cache = shard.cache.borrow_mut();
+    if !args.iter().skip(1).all(|k| cache.contains(k, now)) {
+        drop(cache);
+        return forward(shard, client, args, raw, Shape::Plain);
+    }
+    client.push_local(|o| {
+        put_header(o, b'*', args.len() as i64 - 1);
         for key in args.iter().skip(1) {
-            parts.push(cache.get(key, now).map(Bytes::copy_from_slice));
+            // Checked just above, and nothing has run since.
+            o.extend_from_slice(cache.get(key, now).unwrap_or(b"$-1\r\n"));
         }
-    }
-    if parts.iter().all(Option::is_some) {
-        client.push_local(|o| {
-            put_header(o, b'*', parts.len() as i64);
-            for p in parts.iter().flatten() {
-                o.extend_from_slice(p);
-            }
-        });
-        return Flow::Next;
-    }
-    if let Some(flow) = not_admitted(shard, client, 1) {
-        return flow;
-    }
-    let seq = client.push_pending();
-    let missing: Vec<&[u8]> = std::iter::once(&b"MGET"[..])
-        .chain(
-            args.iter()
-                .skip(1)
-                .zip(&parts)
-                .filter(|(_, p)| p.is_none())
-                .map(|(k, _)| k),
-        )
-        .collect();
-    let m = Mget {
-        client: client.clone(),
-        seq,
-        parts,
-    };
-    shard
-        .backend
-        .send_args(missing.into_iter(), Waiter::Mget(Rc::new(RefCell::new(m))));
+    });
     Flow::Next
 }

@@ -228,6 +228,31 @@ pub fn script_keys(args: &Args) -> Option<std::ops::Range<usize>> {
     (end <= args.len()).then_some(3..end)
 }
 
+/// An integer argument as redis-server reads one (`string2ll`): optional `-`, digits, no
+/// leading zero, no sign on zero, no blanks, within i64.
+pub fn redis_int(arg: &[u8]) -> Option<i64> {
+    let (neg, digits) = match arg.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, arg),
+    };
+    match digits {
+        [b'0'] if !neg => return Some(0),
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => {}
+        _ => return None,
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        let d = (d - b'0') as i64;
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub(d)?
+        } else {
+            v.checked_add(d)?
+        };
+    }
+    Some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +350,28 @@ mod tests {
         assert_eq!(class("echo x").kind, Kind::Echo);
         assert_eq!(class("quit").kind, Kind::Quit);
         assert_eq!(class("flushall").kind, Kind::Flush);
+    }
+
+    #[test]
+    fn integers_as_redis_reads_them() {
+        assert_eq!(redis_int(b"0"), Some(0));
+        assert_eq!(redis_int(b"15"), Some(15));
+        assert_eq!(redis_int(b"-3"), Some(-3));
+        assert_eq!(redis_int(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            "00",
+            "-0",
+            "+1",
+            " 1",
+            "1 ",
+            "",
+            "-",
+            "0x1",
+            "9223372036854775808",
+            "01",
+        ] {
+            assert_eq!(redis_int(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -19,11 +19,10 @@
 //! - [`resp`]: wire formats without I/O: request scanner, reply framing, RESP3 -> RESP2, encoding.
 //! - [`cache`]: the LRU/TTL store (slab + hashbrown index), with bounded-work expiry sweeps.
 //! - [`fetch`]: cache fills in flight: single flight, and poisoning by writes/invalidations.
-//! - [`mget`]: MGET split into cache hits and one backend MGET for the misses.
 //! - [`backend`]: the pipelined connection, its handshake (HELLO 3, AUTH, SELECT, CLIENT
 //!   TRACKING), invalidation pushes, reconnection with backoff.
 //! - [`log`](mod@log): stderr logging.
-//! - [`socket`]: shutting a socket down to end the I/O of the tasks using it.
+//! - [`socket`]: a stream's owned halves, and a handle that shuts it down only while they live.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
 //! Deliberately missing: Redis Cluster, per-client connection state (MULTI, SUBSCRIBE, SELECT,
@@ -39,7 +38,6 @@ pub mod fault;
 pub mod fetch;
 pub mod listener;
 pub mod log;
-pub mod mget;
 pub mod replies;
 pub mod resp;
 pub mod shard;

@@ -6,11 +6,11 @@
 //! complete their slot; the run of finished slots at the head moves into `ready`, and the
 //! client's writer task sends all of `ready` in one write.
 
+use crate::socket::Handle;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
 
 enum Slot {
@@ -41,12 +41,14 @@ pub struct ClientShared {
     /// Most unsent reply bytes before the client is disconnected (--client-output-limit).
     output_limit: usize,
     /// The socket, to shut it down when the client must go (limit, idle, shutdown).
-    fd: Cell<Option<RawFd>>,
+    sock: RefCell<Handle>,
     /// Shard clock at the client's last input (for --client-idle-timeout).
     pub last_active: Cell<u32>,
     pub authed: Cell<bool>,
     /// Reply bytes written to the socket so far: tells a slow reader from one that never reads.
     pub written: Cell<u64>,
+    /// The writer task is in the middle of a write.
+    pub writing: Cell<bool>,
 }
 
 impl Default for ClientShared {
@@ -62,15 +64,23 @@ impl ClientShared {
             writer: Cell::new(None),
             reader: Cell::new(None),
             output_limit,
-            fd: Cell::new(None),
+            sock: RefCell::default(),
             last_active: Cell::new(0),
             authed: Cell::new(false),
             written: Cell::new(0),
+            writing: Cell::new(false),
         }
     }
 
-    pub fn set_fd(&self, fd: RawFd) {
-        self.fd.set(Some(fd));
+    pub fn set_socket(&self, sock: Handle) {
+        *self.sock.borrow_mut() = sock;
+    }
+
+    /// Shutdown has begun: end a pending read (the reader then takes no new request), keep
+    /// writing the replies owed.
+    pub fn stop_reading(&self) {
+        self.sock.borrow().shutdown_read();
+        self.wake_reader();
     }
 
     /// Ends the connection now: pending reads and writes on it fail, both tasks finish.
@@ -121,9 +131,7 @@ impl ClientShared {
     /// `disconnect` for callers that hold the queue borrowed.
     fn disconnect_locked(&self, q: &mut Queue) {
         Self::drop_output(q);
-        if let Some(fd) = self.fd.take() {
-            crate::socket::shutdown(fd);
-        }
+        self.sock.borrow().shutdown();
         if let Some(w) = self.reader.take() {
             w.wake();
         }
@@ -256,11 +264,22 @@ impl ClientShared {
         .await
     }
 
-    /// Waits until the backlog is under the limits (or the client is dead).
+    fn backlog_below(&self, bytes: usize, replies: usize) -> bool {
+        let q = self.q.borrow();
+        q.dead || (q.ready.len() + q.held < bytes && q.pending < replies)
+    }
+
+    /// Whether reply bytes wait that the client could be reading now: queued for the writer,
+    /// or in a write under way (not those held behind a reply still expected from Redis).
+    pub fn has_writable_output(&self) -> bool {
+        !self.q.borrow().ready.is_empty() || self.writing.get()
+    }
+
+    /// Waits until the backlog (unsent bytes, counted as `backlog` does, and replies still
+    /// expected) is under the limits, or the client is dead.
     pub async fn wait_backlog_below(&self, bytes: usize, replies: usize) {
         poll_fn(|cx| {
-            let q = self.q.borrow();
-            if q.dead || (q.ready.len() < bytes && q.pending < replies) {
+            if self.backlog_below(bytes, replies) {
                 return Poll::Ready(());
             }
             self.reader.set(Some(cx.waker().clone()));
@@ -314,6 +333,24 @@ mod tests {
         assert!(c.is_dead());
         c.complete(s, |b| b.extend_from_slice(b"x"));
         assert_eq!(c.backlog(), (0, 0));
+    }
+
+    /// Found in review: the reader's pause ignored replies held behind a pending one, read on,
+    /// and the client was dropped at the output limit instead of paused.
+    #[test]
+    fn held_replies_pause_the_reader() {
+        let c = ClientShared::new(100);
+        let s = c.push_pending();
+        c.push_local(|b| b.extend_from_slice(b"1234567890"));
+        assert!(!c.backlog_below(10, 100));
+        assert!(
+            !c.has_writable_output(),
+            "held bytes wait on Redis, not the client"
+        );
+        c.complete(s, |b| b.extend_from_slice(b"x"));
+        assert!(c.has_writable_output());
+        assert!(!c.backlog_below(10, 100));
+        assert!(c.backlog_below(12, 100));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Shard {
     stop: Cell<bool>,
     stop_waker: Cell<Option<Waker>>,
     clients: RefCell<Vec<Weak<ClientShared>>>,
+    /// Client connections of this shard still being served.
+    live: Cell<usize>,
     /// Client connections across all shards, for --max-clients. Touched on connect and
     /// disconnect only, never per request.
     pub connections: Arc<AtomicUsize>,
@@ -61,6 +63,7 @@ impl Shard {
             stop: Cell::new(false),
             stop_waker: Cell::new(None),
             clients: RefCell::new(Vec::new()),
+            live: Cell::new(0),
             connections,
             cfg,
         }
@@ -94,8 +97,12 @@ impl Shard {
         self.inflight.borrow_mut().poison_all();
     }
 
-    pub fn register_client(&self, c: &Rc<ClientShared>) {
+    /// Registers a new client connection; the guard gives its --max-clients slot back
+    /// however the connection ends.
+    pub fn client_connected(&self, c: &Rc<ClientShared>) -> ClientSlot<'_> {
         self.clients.borrow_mut().push(Rc::downgrade(c));
+        self.live.set(self.live.get() + 1);
+        ClientSlot(self)
     }
 
     pub fn stopping(&self) -> bool {
@@ -115,10 +122,14 @@ impl Shard {
         .await
     }
 
+    /// Stops accepting and stops every client's reading; replies owed are still written.
     fn begin_stop(&self) {
         self.stop.set(true);
         if let Some(w) = self.stop_waker.take() {
             w.wake();
+        }
+        for c in self.clients.borrow().iter().filter_map(Weak::upgrade) {
+            c.stop_reading();
         }
     }
 
@@ -138,15 +149,9 @@ impl Shard {
         }
     }
 
-    /// Nothing left to deliver: no request waits for Redis and no client has unsent replies.
+    /// Every client connection has been served to its end.
     fn idle(&self) -> bool {
-        self.backend.in_flight() == 0
-            && self
-                .clients
-                .borrow()
-                .iter()
-                .filter_map(Weak::upgrade)
-                .all(|c| c.is_dead() || !c.has_pending())
+        self.live.get() == 0
     }
 
     fn tick(&self, n: u64) {
@@ -163,6 +168,15 @@ impl Shard {
         if clients.len() > 64 {
             clients.retain(|c| c.strong_count() > 0);
         }
+    }
+}
+
+pub struct ClientSlot<'a>(&'a Shard);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.0.live.set(self.0.live.get() - 1);
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -273,8 +287,8 @@ async fn run(id: usize, common: Common) {
         });
     }
     crate::listener::accept_loop(shard.clone(), listener).await;
-    // Stopped accepting; let replies in flight reach their clients, then return, which drops
-    // every task and closes every connection.
+    // Stopped accepting and reading; let every client get the replies it is owed and close,
+    // then return, which drops every task. A client that reads nothing is cut at the deadline.
     let deadline = Instant::now() + GRACE;
     while !shard.idle() && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;

@@ -1,16 +1,15 @@
 //! Connecting to Redis: connect with a time limit, handshake (HELLO 3 + AUTH, SELECT, CLIENT
 //! TRACKING), serve until the connection fails, then reconnect with capped backoff.
 
-use super::io::{fail_all, reader, writer};
+use super::io::{fail_all, reader, writer, Ended};
 use super::Status;
 use crate::config::Invalidation;
 use crate::resp::frame::frame_len;
 use crate::resp::write::put_command;
 use crate::shard::Shard;
 use bytes::BytesMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -39,13 +38,18 @@ pub async fn supervise(shard: Rc<Shard>) {
         let (what, why) = match attempt {
             Ok(Ok(session)) => {
                 backoff = BACKOFF_MIN;
-                let why = serve(&shard, session, connected_before).await;
+                let ended = serve(&shard, session, connected_before).await;
                 connected_before = true;
                 was_up = true;
-                if shard.backend.status() == Status::Up {
-                    crate::log!(warn, "shard {}: lost connection to Redis: {why}", shard.id);
+                match ended {
+                    Ended::Failed(why) => {
+                        crate::log!(warn, "shard {}: lost connection to Redis: {why}", shard.id);
+                        (Some("connection lost"), why)
+                    }
+                    // Already marked down, with its cause (a backend timeout): keep that cause
+                    // for the errors clients get until the connection is back.
+                    Ended::Reset => (None, String::new()),
                 }
-                ("connection lost", why)
             }
             failed => {
                 let why = match failed {
@@ -63,10 +67,12 @@ pub async fn supervise(shard: Rc<Shard>) {
                     );
                     was_up = false;
                 }
-                ("unavailable", why)
+                (Some("unavailable"), why)
             }
         };
-        down(&shard, what, why);
+        if let Some(what) = what {
+            down(&shard, what, why);
+        }
         if !shard.stopping() {
             monoio::time::sleep(backoff).await;
         }
@@ -84,25 +90,24 @@ pub(crate) fn down(shard: &Shard, what: &str, why: String) {
         st.status = Status::Down;
         st.generation += 1;
         st.last_error = why;
-        if let Some(fd) = st.fd.take() {
-            crate::socket::shutdown(fd);
-        }
+        std::mem::take(&mut st.sock).shutdown();
     }
     shard.backend.flush(); // the writer of the dead connection sees the new generation and exits
     fail_all(shard, &msg);
 }
 
-async fn serve(shard: &Rc<Shard>, s: Session, reconnect: bool) -> String {
+async fn serve(shard: &Rc<Shard>, s: Session, reconnect: bool) -> Ended {
     // Invalidations may have been missed while disconnected, and a restarted Redis may hold
     // nothing of what is cached: start from an empty cache.
     shard.flush_cache();
+    let (r, w, sock) = crate::socket::split(s.stream);
     let generation = {
         let mut st = shard.backend.st.borrow_mut();
         st.status = Status::Up;
         st.generation += 1;
         st.resp3 = s.resp3;
         st.tracking = s.tracking;
-        st.fd = Some(s.stream.as_raw_fd());
+        st.sock = sock;
         st.progress = shard.now();
         st.generation
     };
@@ -123,7 +128,6 @@ async fn serve(shard: &Rc<Shard>, s: Session, reconnect: bool) -> String {
             "TTL only"
         }
     );
-    let (r, w) = s.stream.into_split();
     monoio::spawn(writer(shard.clone(), w, generation));
     shard.backend.flush();
     reader(shard, r, s.leftover, generation).await

@@ -5,12 +5,13 @@ use super::{Status, Waiter};
 use crate::fetch::FetchRef;
 use crate::replies::ClientShared;
 use crate::resp::convert::{to_resp2, Shape};
+use crate::resp::cursor::{is_null, Cursor, NULL_BULK};
 use crate::resp::frame::{parse_int, FrameInfo, FrameScanner};
 use crate::resp::write::put_error;
 use crate::shard::Shard;
+use crate::socket::{ReadHalf, WriteHalf};
 use bytes::{Buf, Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::Poll;
@@ -19,7 +20,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A write buffer that grew past this (one huge batch) is dropped rather than kept.
 const KEEP_BUF: usize = 4 << 20;
 
-pub async fn writer(shard: Rc<Shard>, mut w: OwnedWriteHalf<TcpStream>, generation: u64) {
+pub async fn writer(shard: Rc<Shard>, mut w: WriteHalf, generation: u64) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         let go = poll_fn(|cx| {
@@ -38,7 +39,7 @@ pub async fn writer(shard: Rc<Shard>, mut w: OwnedWriteHalf<TcpStream>, generati
         if !go {
             break;
         }
-        let (res, b) = w.write_all(buf).await;
+        let (res, b) = w.half.write_all(buf).await;
         buf = b;
         if res.is_err() {
             // Dropping the write half shuts the socket for writing; Redis then closes and the
@@ -52,20 +53,23 @@ pub async fn writer(shard: Rc<Shard>, mut w: OwnedWriteHalf<TcpStream>, generati
     }
 }
 
-/// Reads and dispatches replies until the connection fails; returns why.
-pub async fn reader(
-    shard: &Shard,
-    mut r: OwnedReadHalf<TcpStream>,
-    mut buf: BytesMut,
-    generation: u64,
-) -> String {
+/// How a connection's reader ended.
+pub enum Ended {
+    /// The connection failed, for this reason.
+    Failed(String),
+    /// It was reset by the proxy (backend timeout), which has marked it down with the cause.
+    Reset,
+}
+
+/// Reads and dispatches replies until the connection fails or is reset.
+pub async fn reader(shard: &Shard, mut r: ReadHalf, mut buf: BytesMut, generation: u64) -> Ended {
     let mut scanner = FrameScanner::default();
     loop {
         // After a reset (backend timeout) the waiters belong to no one on this connection:
         // a late reply must not reach them. Invalidations already read still apply.
         if shard.backend.st.borrow().generation != generation {
             apply_pushes(shard, &buf);
-            return "connection reset".into();
+            return Ended::Reset;
         }
         let mut consumed = 0;
         loop {
@@ -73,12 +77,12 @@ pub async fn reader(
                 Ok(Some(info)) => {
                     let frame = &buf[consumed..consumed + info.len];
                     if let Err(e) = deliver(shard, frame, info) {
-                        return e.to_string();
+                        return Ended::Failed(e.to_string());
                     }
                     consumed += info.len;
                 }
                 Ok(None) => break,
-                Err(e) => return format!("protocol error from Redis: {}", e.0),
+                Err(e) => return Ended::Failed(format!("protocol error from Redis: {}", e.0)),
             }
         }
         if consumed > 0 {
@@ -91,13 +95,19 @@ pub async fn reader(
         }
         buf.reserve(READ_CHUNK);
         let len = buf.len();
-        let (res, slice) = r.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
+        let (res, slice) = r
+            .half
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
+            .await;
         buf = slice.into_inner();
         match res {
-            Ok(0) => return "connection closed by Redis".into(),
+            // A reset shuts the socket down: the read ends, and the loop's top says why.
+            Ok(0) if shard.backend.st.borrow().generation != generation => {}
+            Ok(0) => return Ended::Failed("connection closed by Redis".into()),
             // Bytes arriving is progress, even in the middle of one huge reply.
             Ok(_) => shard.backend.st.borrow_mut().progress = shard.update_clock(),
-            Err(e) => return format!("read from Redis: {e}"),
+            Err(_) if shard.backend.st.borrow().generation != generation => {}
+            Err(e) => return Ended::Failed(format!("read from Redis: {e}")),
         }
     }
 }
@@ -128,7 +138,6 @@ fn deliver(shard: &Shard, frame: &[u8], info: FrameInfo) -> Result<(), &'static 
         }
         Waiter::Get(f) => on_get(shard, &f, frame, info, resp3),
         Waiter::Ttl(f) => on_ttl(shard, &f, frame),
-        Waiter::Mget(m) => m.borrow_mut().on_reply(frame, info, resp3),
         Waiter::Ignore => {}
     }
     Ok(())
@@ -145,10 +154,6 @@ pub fn relay(frame: &[u8], info: FrameInfo, shape: Shape, resp3: bool, out: &mut
     }
 }
 
-fn is_null(frame: &[u8]) -> bool {
-    frame == b"_\r\n" || frame == b"$-1\r\n"
-}
-
 fn on_get(shard: &Shard, f: &FetchRef, frame: &[u8], info: FrameInfo, resp3: bool) {
     let null = is_null(frame);
     let mut f = f.borrow_mut();
@@ -156,7 +161,7 @@ fn on_get(shard: &Shard, f: &FetchRef, frame: &[u8], info: FrameInfo, resp3: boo
     for (client, seq) in f.waiters.drain(..) {
         client.complete(seq, |out| {
             if null {
-                out.extend_from_slice(b"$-1\r\n");
+                out.extend_from_slice(NULL_BULK);
             } else {
                 relay(frame, info, Shape::Plain, resp3, out);
             }
@@ -170,7 +175,7 @@ fn on_get(shard: &Shard, f: &FetchRef, frame: &[u8], info: FrameInfo, resp3: boo
     };
     if cacheable && !f.poisoned {
         f.value = Some(if null {
-            Bytes::from_static(b"$-1\r\n")
+            Bytes::from_static(NULL_BULK)
         } else {
             Bytes::copy_from_slice(frame)
         });
@@ -194,7 +199,7 @@ fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
     let expire = shard.expire_ms;
     let life = match ttl {
         Some(-1) => expire,
-        Some(-2) if value[..] == b"$-1\r\n"[..] => expire,
+        Some(-2) if value[..] == *NULL_BULK => expire,
         Some(n) if n >= 0 => expire.min(n.min(u32::MAX as i64) as u32),
         _ => return, // expired between GET and PTTL, or an error: don't cache
     };
@@ -209,7 +214,7 @@ fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
 
 /// `>2 invalidate [keys]`: drop the keys; a null key list (FLUSHALL/FLUSHDB) drops everything.
 fn on_push(shard: &Shard, frame: &[u8]) {
-    let mut p = Parser { buf: frame, pos: 0 };
+    let mut p = Cursor::new(frame);
     let Some((b'>', n)) = p.header() else { return };
     if n < 2 || p.bulk() != Some(&b"invalidate"[..]) {
         return;
@@ -223,37 +228,6 @@ fn on_push(shard: &Shard, frame: &[u8]) {
             }
         }
         _ => shard.flush_cache(),
-    }
-}
-
-/// Minimal cursor over an already framed reply.
-struct Parser<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Parser<'a> {
-    fn header(&mut self) -> Option<(u8, i64)> {
-        let t = *self.buf.get(self.pos)?;
-        let eol = crate::resp::frame::find_crlf(self.buf, self.pos + 1)?;
-        let n = if t == b'_' {
-            -1
-        } else {
-            parse_int(&self.buf[self.pos + 1..eol])?
-        };
-        self.pos = eol + 2;
-        Some((t, n))
-    }
-
-    fn bulk(&mut self) -> Option<&'a [u8]> {
-        match self.header()? {
-            (b'$', n) if n >= 0 => {
-                let s = &self.buf[self.pos..self.pos + n as usize];
-                self.pos += n as usize + 2;
-                Some(s)
-            }
-            _ => None,
-        }
     }
 }
 
@@ -278,7 +252,6 @@ pub fn fail_all(shard: &Shard, msg: &str) {
                 }
             }
             Waiter::Ttl(_) | Waiter::Ignore => {}
-            Waiter::Mget(m) => m.borrow_mut().fail(msg),
         }
     }
     shard.inflight.borrow_mut().poison_all();

@@ -34,8 +34,6 @@ pub enum Waiter {
     Get(FetchRef),
     /// The PTTL that follows a fill's GET: decides whether and how long to cache.
     Ttl(FetchRef),
-    /// MGET of the keys a client's MGET missed: merged with the hits (see `mget.rs`).
-    Mget(Rc<RefCell<crate::mget::Mget>>),
     /// The proxy's own command; the reply is dropped.
     Ignore,
 }
@@ -70,7 +68,7 @@ pub struct State {
     /// Bumped per connection so a writer of a dead connection stops.
     pub generation: u64,
     /// The live connection's socket, to shut it down on a backend timeout.
-    pub fd: Option<std::os::fd::RawFd>,
+    pub sock: crate::socket::Handle,
     /// Shard clock when a reply last arrived, or when nothing was waiting.
     pub progress: u32,
 }
@@ -93,7 +91,7 @@ impl Backend {
                 tracking: false,
                 last_error: String::new(),
                 generation: 0,
-                fd: None,
+                sock: Default::default(),
                 progress: 0,
             }),
             writer: Cell::new(None),

@@ -106,6 +106,13 @@ impl Cache {
         Some(self.entries[i as usize].reply())
     }
 
+    /// Whether `key` has a live entry (without touching its recency).
+    #[inline]
+    pub fn contains(&self, key: &[u8], now: u32) -> bool {
+        self.find(key)
+            .is_some_and(|i| !reached(now, self.entries[i as usize].expires))
+    }
+
     /// Stores `reply` for `key` until `expires`, evicting the least recently used key if full.
     pub fn insert(&mut self, key: &[u8], reply: &[u8], expires: u32) {
         if self.capacity == 0 || key.len() + reply.len() > u32::MAX as usize {

@@ -8,7 +8,7 @@
 //! (losing Redis's exact text, e.g. `0.10000000000000001`) and maps into a `HashMap` (losing
 //! HGETALL's order), and a RESP2 client must see exactly what redis-server would send it.
 
-use super::frame::{find_crlf, parse_int};
+use super::cursor::{header, NULL_BULK};
 use super::write::{put_bulk, put_header};
 use bytes::BytesMut;
 
@@ -45,7 +45,7 @@ pub fn to_resp2(frame: &[u8], shape: Shape, out: &mut BytesMut) {
 
 fn xpending(buf: &[u8], out: &mut BytesMut) {
     let h = header(buf, 0);
-    if h.kind != b'*' || count(&h) != 4 {
+    if h.kind != b'*' || h.count() != 4 {
         conv(buf, 0, out, false);
         return;
     }
@@ -54,25 +54,6 @@ fn xpending(buf: &[u8], out: &mut BytesMut) {
     for i in 0..4 {
         p = conv(buf, p, out, i == 3);
     }
-}
-
-struct Header<'a> {
-    kind: u8,
-    line: &'a [u8],
-    next: usize,
-}
-
-fn header(buf: &[u8], pos: usize) -> Header<'_> {
-    let eol = find_crlf(buf, pos + 1).expect("framed reply");
-    Header {
-        kind: buf[pos],
-        line: &buf[pos + 1..eol],
-        next: eol + 2,
-    }
-}
-
-fn count(h: &Header) -> i64 {
-    parse_int(h.line).expect("framed reply")
 }
 
 /// Deeper replies are not converted (the recursion would exhaust the shard's stack): the
@@ -97,9 +78,9 @@ fn conv_at(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool, depth: 
             h.next
         }
         b'$' | b'=' | b'!' => {
-            let n = count(&h);
+            let n = h.count();
             if n < 0 {
-                out.extend_from_slice(b"$-1\r\n");
+                out.extend_from_slice(NULL_BULK);
                 return h.next;
             }
             let body = &buf[h.next..h.next + n as usize];
@@ -119,7 +100,7 @@ fn conv_at(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool, depth: 
             h.next + n as usize + 2
         }
         b'_' => {
-            out.extend_from_slice(if null_array { b"*-1\r\n" } else { b"$-1\r\n" });
+            out.extend_from_slice(if null_array { b"*-1\r\n" } else { NULL_BULK });
             h.next
         }
         b',' | b'(' => {
@@ -133,7 +114,7 @@ fn conv_at(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool, depth: 
             h.next
         }
         b'*' | b'~' | b'>' | b'%' => {
-            let n = count(&h);
+            let n = h.count();
             if n < 0 {
                 out.extend_from_slice(b"*-1\r\n");
                 return h.next;
@@ -148,7 +129,7 @@ fn conv_at(buf: &[u8], pos: usize, out: &mut BytesMut, null_array: bool, depth: 
         }
         b'|' => {
             let mut p = h.next;
-            for _ in 0..2 * count(&h) {
+            for _ in 0..2 * h.count() {
                 p = skip(buf, p);
             }
             conv_at(buf, p, out, null_array, depth + 1)
@@ -167,16 +148,16 @@ fn skip(buf: &[u8], pos: usize) -> usize {
 
 fn flatten_pairs(buf: &[u8], out: &mut BytesMut) {
     let h = header(buf, 0);
-    if !matches!(h.kind, b'*' | b'~') || count(&h) <= 0 {
+    if !matches!(h.kind, b'*' | b'~') || h.count() <= 0 {
         conv(buf, 0, out, false);
         return;
     }
-    let n = count(&h);
+    let n = h.count();
     let mut p = h.next;
     let mut all_pairs = true;
     for _ in 0..n {
         let c = header(buf, p);
-        if !(matches!(c.kind, b'*' | b'~') && count(&c) == 2) {
+        if !(matches!(c.kind, b'*' | b'~') && c.count() == 2) {
             all_pairs = false;
             break;
         }
@@ -201,7 +182,7 @@ fn stream_map(buf: &[u8], out: &mut BytesMut) {
         conv(buf, 0, out, true);
         return;
     }
-    let n = count(&h);
+    let n = h.count();
     put_header(out, b'*', n);
     let mut p = h.next;
     for _ in 0..n {
