@@ -1,8 +1,10 @@
 //! Client authentication (--requirepass) and HELLO, answered by the proxy as redis-server would
-//! for the `default` user. Clients always speak RESP2 to the proxy: `HELLO 3` is refused with
-//! NOPROTO, which RESP3-capable clients take as "use RESP2".
+//! for the `default` user. HELLO switches the client's protocol (RESP2 or RESP3).
 
+use crate::backend::Status;
+use crate::dispatch::Session;
 use crate::replies::ClientShared;
+use crate::resp::encode::{put_map_header, Proto};
 use crate::resp::request::Args;
 use crate::resp::write::{put_bulk, put_error, put_header};
 use crate::shard::Shard;
@@ -51,38 +53,45 @@ pub fn auth(shard: &Shard, client: &ClientShared, args: &Args, out: &mut BytesMu
     }
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
-pub fn hello(shard: &Shard, client: &ClientShared, args: &Args, out: &mut BytesMut) {
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`, as redis-server answers it. RESP3 is
+/// offered while the backend speaks it (the proxy relays RESP3 replies as Redis sends them).
+pub fn hello(
+    shard: &Shard,
+    client: &ClientShared,
+    session: &mut Session,
+    args: &Args,
+    out: &mut BytesMut,
+) {
     let mut i = 1;
+    let mut proto = None;
     if args.len() > 1 {
-        match args.get(1) {
-            b"2" => {}
-            b"3" => {
-                out.extend_from_slice(
-                    b"-NOPROTO sorry, this protocol version is not supported.\r\n",
+        match crate::command::redis_int(args.get(1)) {
+            None => {
+                put_error(
+                    out,
+                    b"ERR Protocol version is not an integer or out of range",
                 );
                 return;
             }
-            v if v.iter().all(u8::is_ascii_digit) && !v.is_empty() => {
-                out.extend_from_slice(b"-NOPROTO unsupported protocol version\r\n");
-                return;
-            }
-            _ => {
-                out.extend_from_slice(
-                    b"-ERR Protocol version is not an integer or out of range\r\n",
-                );
+            Some(2) => proto = Some(Proto::Resp2),
+            Some(3) if backend_speaks_resp3(shard) => proto = Some(Proto::Resp3),
+            Some(_) => {
+                put_error(out, b"NOPROTO unsupported protocol version");
                 return;
             }
         }
         i = 2;
     }
     let mut creds = None;
+    let mut name = None;
     while i < args.len() {
         let opt = args.get(i);
-        if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
+        let more = args.len() - 1 - i;
+        if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
             creds = Some((args.get(i + 1), args.get(i + 2)));
             i += 3;
-        } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
+        } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+            name = Some(args.get(i + 1));
             i += 2;
         } else {
             let msg = format!(
@@ -108,24 +117,40 @@ pub fn hello(shard: &Shard, client: &ClientShared, args: &Args, out: &mut BytesM
         );
         return;
     }
-    put_header(out, b'*', 14);
-    for (k, v) in [
-        ("server", "redis-proxy"),
-        ("version", env!("CARGO_PKG_VERSION")),
-    ] {
+    if let Some(name) = name {
+        if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+            put_error(
+                out,
+                b"ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+            return;
+        }
+    }
+    if let Some(p) = proto {
+        session.proto = p;
+    }
+    let p = session.proto;
+    let version = shard.shared.server().version;
+    put_map_header(out, 7, p);
+    for (k, v) in [("server", "redis"), ("version", version.as_str())] {
         put_bulk(out, k.as_bytes());
         put_bulk(out, v.as_bytes());
     }
     put_bulk(out, b"proto");
-    out.extend_from_slice(b":2\r\n");
+    put_header(out, b':', if p == Proto::Resp3 { 3 } else { 2 });
     put_bulk(out, b"id");
-    out.extend_from_slice(b":0\r\n");
+    put_header(out, b':', client.id as i64);
     for (k, v) in [("mode", "standalone"), ("role", "master")] {
         put_bulk(out, k.as_bytes());
         put_bulk(out, v.as_bytes());
     }
     put_bulk(out, b"modules");
     out.extend_from_slice(b"*0\r\n");
+}
+
+/// RESP3 can be offered unless the backend is known to refuse it (a RESP2-only middleman).
+fn backend_speaks_resp3(shard: &Shard) -> bool {
+    shard.shared.status() != Status::Up || shard.shared.resp3()
 }
 
 #[cfg(test)]

@@ -1,19 +1,18 @@
-//! One client connection: the reader task scans requests and dispatches each (local answer,
-//! cache hit, or backend request); the writer task sends replies in order, one write per batch.
+//! One client connection: the reader task scans requests and dispatches each (`dispatch.rs`);
+//! the writer task sends replies in order, one write per batch.
 
-use crate::backend::{Admit, Waiter};
-use crate::command::{classify, script_keys, write_keys, Keys, Kind};
-use crate::fetch::Join;
+use crate::dispatch::{dispatch, Flow, Session};
 use crate::replies::ClientShared;
-use crate::resp::convert::Shape;
-use crate::resp::request::{Args, RequestScanner, Scan, MAX_BULK};
-use crate::resp::write::{put_bulk, put_error, put_header};
+use crate::resp::request::{RequestScanner, Scan, MAX_BULK};
+use crate::resp::write::put_error;
 use crate::shard::Shard;
 use crate::socket::{ReadHalf, WriteHalf};
 use bytes::{Buf, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading from a client while this many of its requests wait for Redis (reply bytes
@@ -34,7 +33,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     client.authed.set(shard.cfg.requirepass.is_none());
     let _slot = shard.client_connected(&client);
     let writer = monoio::spawn(write_loop(client.clone(), w));
-    read_loop(&shard, &client, r).await;
+    let mut session = Session::default();
+    read_loop(&shard, &client, &mut session, r).await;
+    session.end(&shard);
     client.close();
     writer.await;
 }
@@ -59,14 +60,12 @@ async fn write_loop(client: Rc<ClientShared>, mut w: WriteHalf) {
     }
 }
 
-enum Flow {
-    Next,
-    Quit,
-    /// The backend's in-flight limit is reached: wait for room for this many requests.
-    Wait(usize),
-}
-
-async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: ReadHalf) {
+async fn read_loop(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    session: &mut Session,
+    mut r: ReadHalf,
+) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = RequestScanner::new();
     let mut want = 0usize;
@@ -75,35 +74,41 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: ReadHalf) {
     // at half the output limit does the proxy stop reading it (and it drops it if it stays
     // there). The other half absorbs replies already requested from Redis.
     let pause_at = client.output_limit() / 2;
+    // Bytes read while waiting for replies (see `Flow::Drain`), scanned after the current batch.
+    let mut early = BytesMut::new();
+    let mut unscanned = false;
     loop {
         if !wait_for_room(client, pause_at).await {
             return;
         }
-        // At shutdown the requests already read are answered, and no new one is taken.
-        if shard.stopping() {
-            return;
-        }
-        // A large command announced its size: read it in few, large reads.
-        let room = want
-            .saturating_sub(buf.len())
-            .clamp(READ_CHUNK, MAX_BULK + 1024);
-        buf.reserve(room);
-        let len = buf.len();
-        let (res, slice) = r
-            .half
-            .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
-            .await;
-        buf = slice.into_inner();
-        match res {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        client.last_active.set(shard.update_clock());
-        if shard.cache_on {
-            // An invalidation that reached this shard together with this read must be applied
-            // before any hit is served: let the backend reader, woken by the same batch of
-            // completions, run first (measured: cuts stale first reads after a direct write).
-            yield_to_ready_tasks().await;
+        // Bytes read ahead while waiting (see `drain`) are scanned before reading more.
+        if !std::mem::take(&mut unscanned) {
+            // At shutdown the requests already read are answered, and no new one is taken.
+            if shard.stopping() {
+                return;
+            }
+            // A large command announced its size: read it in few, large reads.
+            let room = want
+                .saturating_sub(buf.len())
+                .clamp(READ_CHUNK, MAX_BULK + 1024);
+            buf.reserve(room);
+            let len = buf.len();
+            let (res, slice) = r
+                .half
+                .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
+                .await;
+            buf = slice.into_inner();
+            match res {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            client.last_active.set(shard.update_clock());
+            if shard.cache_on {
+                // An invalidation that reached this shard together with this read must be applied
+                // before any hit is served: let the backend reader, woken by the same batch of
+                // completions, run first (measured: cuts stale first reads after a direct write).
+                yield_to_ready_tasks().await;
+            }
         }
         let mut consumed = 0;
         let mut quit = false;
@@ -119,15 +124,27 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: ReadHalf) {
                     let args = scanner.args(cmd);
                     let raw = (!inline).then_some(cmd);
                     loop {
-                        match dispatch(shard, client, args, raw) {
+                        match dispatch(shard, client, session, args, raw) {
                             Flow::Next => break,
                             Flow::Quit => {
                                 quit = true;
                                 break;
                             }
-                            Flow::Wait(n) => {
-                                shard.backend.flush();
-                                shard.backend.wait_space(n).await;
+                            Flow::Wait(conn, n) => {
+                                conn.flush();
+                                conn.wait_space(n).await;
+                            }
+                            Flow::Drain => {
+                                if !drain(shard, client, &mut r, &mut early, max_request).await {
+                                    return;
+                                }
+                            }
+                            Flow::DrainAfter => {
+                                if !drain(shard, client, &mut r, &mut early, max_request).await {
+                                    return; // still blocked: `Session::end` closes its connection
+                                }
+                                session.blocked = None;
+                                break;
                             }
                         }
                     }
@@ -139,7 +156,7 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: ReadHalf) {
                     // Replies answered locally (hits) can outgrow the output limit within one
                     // read: pause mid-batch until the client has taken some.
                     if client.backlog().0 >= pause_at {
-                        shard.backend.flush();
+                        flush(shard, session);
                         client.wake_writer();
                         if !wait_for_room(client, pause_at).await {
                             return;
@@ -166,7 +183,12 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: ReadHalf) {
             }
         }
         buf.advance(consumed);
-        shard.backend.flush();
+        if !early.is_empty() {
+            buf.extend_from_slice(&early);
+            early.clear();
+            unscanned = true;
+        }
+        flush(shard, session);
         client.wake_writer();
         if quit {
             return;
@@ -174,6 +196,14 @@ async fn read_loop(shard: &Shard, client: &Rc<ClientShared>, mut r: ReadHalf) {
         if buf.is_empty() && buf.capacity() > KEEP_BUF {
             buf = BytesMut::with_capacity(READ_CHUNK);
         }
+    }
+}
+
+/// Lets the writers of the connections the client uses send what it queued.
+fn flush(shard: &Shard, session: &Session) {
+    shard.shared.flush();
+    if let Some(c) = &session.pinned {
+        c.flush();
     }
 }
 
@@ -212,194 +242,56 @@ async fn yield_to_ready_tasks() {
     .await
 }
 
-fn dispatch(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
-    let class = classify(&args);
-    if !client.authed.get() && !matches!(class.kind, Kind::Auth | Kind::Hello | Kind::Quit) {
-        client.push_local(|o| o.extend_from_slice(b"-NOAUTH Authentication required.\r\n"));
-        return Flow::Next;
-    }
-    #[cfg(debug_assertions)]
-    crate::fault::maybe_panic(&args);
-    match class.kind {
-        Kind::Get if shard.cache_on => get(shard, client, args, raw),
-        Kind::Mget if shard.cache_on => mget(shard, client, args, raw),
-        Kind::Get | Kind::Mget | Kind::Read => forward(shard, client, args, raw, class.shape),
-        Kind::Write(keys) => {
-            if let Some(flow) = not_admitted(shard, client, 1) {
-                return flow;
-            }
-            if shard.cache_on {
-                invalidate(shard, &args, keys);
-            }
-            forward(shard, client, args, raw, class.shape)
-        }
-        Kind::Flush => {
-            if let Some(flow) = not_admitted(shard, client, 1) {
-                return flow;
-            }
-            shard.flush_cache();
-            forward(shard, client, args, raw, class.shape)
-        }
-        Kind::Ping => {
-            client.push_local(|o| match args.len() {
-                1 => o.extend_from_slice(b"+PONG\r\n"),
-                _ => put_bulk(o, args.get(1)),
-            });
-            Flow::Next
-        }
-        Kind::Echo => {
-            client.push_local(|o| put_bulk(o, args.get(1)));
-            Flow::Next
-        }
-        Kind::Quit => {
-            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
-            Flow::Quit
-        }
-        Kind::Auth => {
-            client.push_local(|o| crate::auth::auth(shard, client, &args, o));
-            Flow::Next
-        }
-        Kind::Hello => {
-            client.push_local(|o| crate::auth::hello(shard, client, &args, o));
-            Flow::Next
-        }
-        Kind::Select => {
-            client.push_local(|o| select(shard, &args, o));
-            Flow::Next
-        }
-        Kind::Refused(why) => {
-            let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
-            let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
-            client.push_local(|o| put_error(o, msg.as_bytes()));
-            Flow::Next
-        }
-    }
-}
-
-/// `SELECT db`, with redis-server's checks and errors; only the proxy's own db is accepted.
-fn select(shard: &Shard, args: &Args, o: &mut BytesMut) {
-    if args.len() != 2 {
-        return o.extend_from_slice(b"-ERR wrong number of arguments for 'select' command\r\n");
-    }
-    match crate::command::redis_int(args.get(1)) {
-        Some(n) if i32::try_from(n).is_err() => {
-            o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n")
-        }
-        None => o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
-        Some(n) if n < 0 => o.extend_from_slice(b"-ERR DB index is out of range\r\n"),
-        Some(n) if n == shard.cfg.redis.db as i64 => o.extend_from_slice(b"+OK\r\n"),
-        Some(_) => {
-            let msg = format!(
-                "ERR command 'select' is not supported by redis-proxy (it holds per-connection \
-                 server state; only SELECT {} is accepted)",
-                shard.cfg.redis.db
-            );
-            put_error(o, msg.as_bytes());
-        }
-    }
-}
-
-/// `Some(flow)` if `n` requests cannot be queued to the backend now.
-#[inline]
-fn not_admitted(shard: &Shard, client: &ClientShared, n: usize) -> Option<Flow> {
-    match shard.backend.admit(n) {
-        Admit::Yes => None,
-        Admit::Full => Some(Flow::Wait(n)),
-        Admit::Down => {
-            client.push_local(|o| shard.backend.put_down_error(o));
-            Some(Flow::Next)
-        }
-    }
-}
-
-fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
-    match keys {
-        Keys::Script => {
-            if let Some(range) = script_keys(args) {
-                for i in range {
-                    shard.invalidate(args.get(i));
-                }
-            }
-        }
-        k => {
-            for i in write_keys(k, args.len()) {
-                shard.invalidate(args.get(i));
-            }
-        }
-    }
-}
-
-fn forward(
+/// Waits until every reply the client is owed is in (so its next command may go to another
+/// connection), while still reading its socket: a client that leaves while it waits, say
+/// blocked in BLPOP, is noticed at once. What it sends meanwhile is kept in `early`. False if
+/// the client left.
+async fn drain(
     shard: &Shard,
-    client: &Rc<ClientShared>,
-    args: Args,
-    raw: Option<&[u8]>,
-    shape: Shape,
-) -> Flow {
-    if let Some(flow) = not_admitted(shard, client, 1) {
-        return flow;
-    }
-    let seq = client.push_pending();
-    let w = Waiter::Reply {
-        client: client.clone(),
-        seq,
-        shape,
-    };
-    shard.backend.send_request(raw, &args, w);
-    Flow::Next
-}
-
-fn get(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
-    let key = args.get(1);
-    if let Some(reply) = shard.cache.borrow_mut().get(key, shard.now()) {
-        client.push_local(|o| o.extend_from_slice(reply));
-        return Flow::Next;
-    }
-    match shard
-        .inflight
-        .borrow_mut()
-        .join(key, client, || client.push_pending())
-    {
-        Join::Joined => return Flow::Next,
-        Join::Value(v) => {
-            client.push_local(|o| o.extend_from_slice(&v));
-            return Flow::Next;
+    client: &ClientShared,
+    r: &mut ReadHalf,
+    early: &mut BytesMut,
+    max_request: usize,
+) -> bool {
+    shard.shared.flush();
+    client.wake_writer();
+    loop {
+        if client.backlog().1 == 0 {
+            return !client.is_dead();
         }
-        Join::Start => {}
-    }
-    if let Some(flow) = not_admitted(shard, client, 2) {
-        return flow;
-    }
-    let seq = client.push_pending();
-    let f = shard
-        .inflight
-        .borrow_mut()
-        .start(key, client.clone(), seq, shard.now());
-    shard
-        .backend
-        .send_request(raw, &args, Waiter::Get(f.clone()));
-    shard
-        .backend
-        .send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
-    Flow::Next
-}
-
-/// MGET is atomic in Redis, so the proxy answers with a combination of values that existed:
-/// all keys from the cache (which mirrors Redis as of the last invalidation applied), or, on any
-/// miss, one backend MGET of all the keys. Never hits mixed with values fetched later.
-fn mget(shard: &Shard, client: &Rc<ClientShared>, args: Args, raw: Option<&[u8]>) -> Flow {
-    let now = shard.now();
-    let mut cache = shard.cache.borrow_mut();
-    if !args.iter().skip(1).all(|k| cache.contains(k, now)) {
-        drop(cache);
-        return forward(shard, client, args, raw, Shape::Plain);
-    }
-    client.push_local(|o| {
-        put_header(o, b'*', args.len() as i64 - 1);
-        for key in args.iter().skip(1) {
-            // Checked just above, and nothing has run since.
-            o.extend_from_slice(cache.get(key, now).unwrap_or(b"$-1\r\n"));
+        let mut replied = std::pin::pin!(client.wait_backlog_below(usize::MAX, 1));
+        if early.len() > max_request {
+            // Enough read ahead; the limit is enforced when it is scanned.
+            replied.await;
+            continue;
         }
-    });
-    Flow::Next
+        early.reserve(READ_CHUNK);
+        let len = early.len();
+        let canceller = Canceller::new();
+        let spare = monoio::buf::IoBufMut::slice_mut(std::mem::take(early), len..);
+        let mut read = std::pin::pin!(r.half.cancelable_read(spare, canceller.handle()));
+        let read_first = std::future::poll_fn(|cx| {
+            if let Poll::Ready(res) = read.as_mut().poll(cx) {
+                return Poll::Ready(Some(res));
+            }
+            replied.as_mut().poll(cx).map(|_| None)
+        })
+        .await;
+        // A read that lost the race is cancelled and still awaited: it may have read bytes,
+        // which are kept.
+        let (cancelled, (res, slice)) = match read_first {
+            Some(done) => (false, done),
+            None => {
+                let _ = canceller.cancel();
+                (true, read.await)
+            }
+        };
+        *early = slice.into_inner();
+        match res {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(_) if cancelled => {}
+            Err(_) => return false,
+        }
+    }
 }

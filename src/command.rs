@@ -41,6 +41,13 @@ pub enum Kind {
     Hello,
     /// `SELECT db`: accepted for the backend's own db (clients often send it), else refused.
     Select,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+    /// Blocks the connection until its timeout: runs on a dedicated connection.
+    Blocking,
     /// Holds per-connection server state: cannot share the pipelined backend connection.
     Refused(&'static str),
 }
@@ -91,7 +98,7 @@ fn kind_of(name: &[u8], args: &Args) -> Kind {
         b"MGET" if args.len() >= 2 => Kind::Mget,
         b"PING" if args.len() <= 2 => Kind::Ping,
         b"ECHO" if args.len() == 2 => Kind::Echo,
-        b"XREAD" | b"XREADGROUP" if has_option(args, b"BLOCK") => Kind::Refused(BLOCK),
+        b"XREAD" | b"XREADGROUP" if has_option(args, b"BLOCK") => Kind::Blocking,
         _ => table(name),
     }
 }
@@ -112,6 +119,8 @@ fn shape_of(name: &[u8], args: &Args) -> Shape {
     match name {
         b"LPOP" | b"RPOP" if args.len() >= 3 => Shape::NullArray,
         b"LMPOP" | b"ZMPOP" | b"GEOPOS" | b"XRANGE" | b"XREVRANGE" => Shape::NullArray,
+        // A blocking pop that times out answers a null array (BRPOPLPUSH, BLMOVE: a null bulk).
+        b"BLPOP" | b"BRPOP" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX" | b"BZMPOP" => Shape::NullArray,
         b"XPENDING" if args.len() == 3 => Shape::XPending,
         // Redis 7.2+: `[rank, score]`, or a null array for a missing member.
         b"ZRANK" | b"ZREVRANK" if has_word(args, b"WITHSCORE") => Shape::NullArray,
@@ -188,16 +197,51 @@ fn table(name: &[u8]) -> Kind {
         | b"OBJECT" => Kind::Read,
 
         // Per-connection state: would leak into every client sharing the backend connection.
-        b"MULTI" | b"EXEC" | b"DISCARD" | b"WATCH" | b"UNWATCH" | b"CLIENT"
- | b"RESET" | b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
+        b"MULTI" => Kind::Multi,
+        b"EXEC" => Kind::Exec,
+        b"DISCARD" => Kind::Discard,
+        b"WATCH" => Kind::Watch,
+        b"UNWATCH" => Kind::Unwatch,
+        b"CLIENT" | b"RESET" | b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
         b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
         | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
-        | b"BZMPOP" | b"WAIT" | b"WAITAOF" | b"DEBUG" => Kind::Refused(BLOCK),
+        | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Kind::Blocking,
+        b"DEBUG" => Kind::Refused(BLOCK),
         b"SWAPDB" | b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" => Kind::Refused(ADMIN),
 
         _ => WALL,
     }
+}
+
+/// How long a blocking command may block, in ms: `None` for ever (a timeout of 0). A timeout
+/// that does not parse is refused by Redis at once, so it counts as no block.
+pub fn block_timeout_ms(args: &Args) -> Option<u64> {
+    let name = args.get(0).to_ascii_uppercase();
+    let (arg, seconds) = match &name[..] {
+        b"BLMPOP" | b"BZMPOP" => (args.get(1), true),
+        b"WAIT" => (args.get(2), false),
+        b"WAITAOF" => (args.get(3), false),
+        b"XREAD" | b"XREADGROUP" => {
+            let i = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"BLOCK"))
+                .unwrap_or(0);
+            (args.get((i + 1).min(args.len() - 1)), false)
+        }
+        _ => (args.get(args.len() - 1), true),
+    };
+    let Some(v) = std::str::from_utf8(arg)
+        .ok()
+        .and_then(|a| a.parse::<f64>().ok())
+    else {
+        return Some(0);
+    };
+    if v == 0.0 {
+        return None;
+    }
+    let ms = if seconds { v * 1000.0 } else { v };
+    Some(ms.clamp(0.0, 1e12) as u64)
 }
 
 /// The key arguments a write command modifies, as indices into its arguments.
@@ -324,19 +368,24 @@ mod tests {
     #[test]
     fn stateful_commands_are_refused() {
         for c in [
-            "multi",
-            "exec",
-            "watch k",
-            "blpop k 0",
             "subscribe c",
             "client list",
             "monitor",
             "reset",
-            "xread block 0 streams s 0",
             "swapdb 0 1",
         ] {
             assert!(matches!(class(c).kind, Kind::Refused(_)), "{c}");
         }
+        for c in [
+            "blpop k 0",
+            "xread block 0 streams s 0",
+            "wait 0 0",
+            "bzmpop 1 1 z min",
+        ] {
+            assert_eq!(class(c).kind, Kind::Blocking, "{c}");
+        }
+        assert_eq!(class("multi").kind, Kind::Multi);
+        assert_eq!(class("watch k").kind, Kind::Watch);
         assert_eq!(class("xread count 1 streams s 0").kind, Kind::Read);
         assert_eq!(class("xread streams block 0").kind, Kind::Read);
         assert_eq!(class("select 0").kind, Kind::Select);
@@ -350,6 +399,23 @@ mod tests {
         assert_eq!(class("echo x").kind, Kind::Echo);
         assert_eq!(class("quit").kind, Kind::Quit);
         assert_eq!(class("flushall").kind, Kind::Flush);
+    }
+
+    #[test]
+    fn block_timeouts() {
+        let t = |line: &str| {
+            let input = format!("{line}\r\n");
+            let mut sc = RequestScanner::new();
+            sc.scan(input.as_bytes());
+            block_timeout_ms(&sc.args(input.as_bytes()))
+        };
+        assert_eq!(t("blpop a b 1.5"), Some(1500));
+        assert_eq!(t("blpop a 0"), None);
+        assert_eq!(t("blmpop 2 1 l left"), Some(2000));
+        assert_eq!(t("xread count 1 block 250 streams s $"), Some(250));
+        assert_eq!(t("wait 1 100"), Some(100));
+        assert_eq!(t("waitaof 0 1 0"), None);
+        assert_eq!(t("blpop a x"), Some(0));
     }
 
     #[test]

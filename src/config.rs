@@ -88,6 +88,20 @@ pub struct Config {
     #[arg(long, env = "REDIS_PROXY_CLIENT_OUTPUT_LIMIT", default_value_t = 256 << 20)]
     pub client_output_limit: usize,
 
+    /// Dedicated backend connections each shard keeps open and idle, so that pinning a client
+    /// (WATCH, a blocking command) costs no connect.
+    #[arg(
+        long,
+        env = "REDIS_PROXY_BACKEND_IDLE_CONNECTIONS",
+        default_value_t = 2
+    )]
+    pub backend_idle_connections: usize,
+
+    /// Most dedicated backend connections in use per shard (clients in WATCH or blocked);
+    /// past it such a command gets `-ERR max pinned connections reached`.
+    #[arg(long, env = "REDIS_PROXY_MAX_PINNED", default_value_t = 256)]
+    pub max_pinned: usize,
+
     /// Close client connections that send nothing for this long (0 = never).
     #[arg(long, env = "REDIS_PROXY_CLIENT_IDLE_TIMEOUT", default_value = "0s", value_parser = humantime::parse_duration)]
     pub client_idle_timeout: Duration,

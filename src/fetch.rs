@@ -8,6 +8,7 @@
 //! readers start a fresh fetch.
 
 use crate::replies::ClientShared;
+use crate::resp::encode::Proto;
 use bytes::Bytes;
 use hashbrown::HashMap;
 use std::cell::RefCell;
@@ -15,8 +16,8 @@ use std::rc::Rc;
 
 pub struct Fetch {
     pub key: Bytes,
-    /// Clients waiting for the GET reply: (client, reply sequence number).
-    pub waiters: Vec<(Rc<ClientShared>, u64)>,
+    /// Clients waiting for the GET reply: (client, reply sequence number, its protocol).
+    pub waiters: Vec<(Rc<ClientShared>, u64, Proto)>,
     /// The GET reply in RESP2 form, once it has arrived (cacheable replies only).
     pub value: Option<Bytes>,
     pub poisoned: bool,
@@ -56,6 +57,7 @@ impl Inflight {
         &mut self,
         key: &[u8],
         client: &Rc<ClientShared>,
+        proto: Proto,
         seq: impl FnOnce() -> u64,
     ) -> Join {
         let Some(f) = self.map.get(key) else {
@@ -69,15 +71,20 @@ impl Inflight {
                 None => Join::Start,
             };
         }
-        f.waiters.push((client.clone(), seq()));
+        f.waiters.push((client.clone(), seq(), proto));
         Join::Joined
     }
 
-    pub fn start(&mut self, key: &[u8], client: Rc<ClientShared>, seq: u64, now: u32) -> FetchRef {
+    pub fn start(
+        &mut self,
+        key: &[u8],
+        waiter: (Rc<ClientShared>, u64, Proto),
+        now: u32,
+    ) -> FetchRef {
         let key = Bytes::copy_from_slice(key);
         let f = Rc::new(RefCell::new(Fetch {
             key: key.clone(),
-            waiters: vec![(client, seq)],
+            waiters: vec![waiter],
             value: None,
             poisoned: false,
             replied: false,
@@ -123,26 +130,41 @@ mod tests {
     fn no_join_after_the_reply() {
         let mut inf = Inflight::default();
         let c = Rc::new(ClientShared::default());
-        let f = inf.start(b"k", c.clone(), 0, 0);
+        let f = inf.start(b"k", (c.clone(), 0, Proto::Resp2), 0);
         f.borrow_mut().replied = true;
-        assert!(matches!(inf.join(b"k", &c, || 1), Join::Start));
+        assert!(matches!(
+            inf.join(b"k", &c, Proto::Resp2, || 1),
+            Join::Start
+        ));
         f.borrow_mut().value = Some(Bytes::from_static(b"$1\r\nv\r\n"));
-        assert!(matches!(inf.join(b"k", &c, || 1), Join::Value(_)));
+        assert!(matches!(
+            inf.join(b"k", &c, Proto::Resp2, || 1),
+            Join::Value(_)
+        ));
     }
 
     #[test]
     fn single_flight_and_poisoning() {
         let mut inf = Inflight::default();
         let c = Rc::new(ClientShared::default());
-        assert!(matches!(inf.join(b"k", &c, || 1), Join::Start));
-        let f = inf.start(b"k", c.clone(), 0, 0);
-        assert!(matches!(inf.join(b"k", &c, || 1), Join::Joined));
+        assert!(matches!(
+            inf.join(b"k", &c, Proto::Resp2, || 1),
+            Join::Start
+        ));
+        let f = inf.start(b"k", (c.clone(), 0, Proto::Resp2), 0);
+        assert!(matches!(
+            inf.join(b"k", &c, Proto::Resp2, || 1),
+            Join::Joined
+        ));
         assert_eq!(f.borrow().waiters.len(), 2);
         inf.poison(b"k");
         assert!(f.borrow().poisoned);
         // A reader after the write starts a fresh fetch rather than joining the stale one.
-        assert!(matches!(inf.join(b"k", &c, || 2), Join::Start));
-        let g = inf.start(b"k", c.clone(), 2, 0);
+        assert!(matches!(
+            inf.join(b"k", &c, Proto::Resp2, || 2),
+            Join::Start
+        ));
+        let g = inf.start(b"k", (c.clone(), 2, Proto::Resp2), 0);
         inf.finish(&f);
         assert_eq!(inf.len(), 1, "finishing the old fetch leaves the new one");
         inf.finish(&g);

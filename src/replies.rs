@@ -42,6 +42,8 @@ pub struct ClientShared {
     output_limit: usize,
     /// The socket, to shut it down when the client must go (limit, idle, shutdown).
     sock: RefCell<Handle>,
+    /// The client's id (CLIENT ID, HELLO), unique in the process.
+    pub id: u64,
     /// Shard clock at the client's last input (for --client-idle-timeout).
     pub last_active: Cell<u32>,
     pub authed: Cell<bool>,
@@ -50,6 +52,9 @@ pub struct ClientShared {
     /// The writer task is in the middle of a write.
     pub writing: Cell<bool>,
 }
+
+/// Client ids, across shards; taken once per connection.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Default for ClientShared {
     fn default() -> Self {
@@ -64,6 +69,7 @@ impl ClientShared {
             writer: Cell::new(None),
             reader: Cell::new(None),
             output_limit,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             sock: RefCell::default(),
             last_active: Cell::new(0),
             authed: Cell::new(false),

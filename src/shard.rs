@@ -2,10 +2,15 @@
 //! refused), its own listener, cache, in-flight fetches and backend connection. Nothing on the
 //! hot path is shared with other shards.
 
-use crate::backend::Backend;
+use crate::backend::supervisor::{check_timeout, supervise};
+use crate::backend::{Conn, Params};
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::config::Invalidation;
+use crate::deliver::Waiter;
 use crate::fetch::Inflight;
+use crate::multi::CommandTable;
+use crate::pool::Pool;
 use crate::replies::ClientShared;
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -29,7 +34,12 @@ pub struct Shard {
     pub cache_on: bool,
     pub expire_ms: u32,
     pub inflight: RefCell<Inflight>,
-    pub backend: Backend,
+    /// The pipelined connection every client of the shard shares (tracking, when caching).
+    pub shared: Rc<Conn<Waiter>>,
+    /// Dedicated connections, for clients that hold server state or block.
+    pub pool: Pool,
+    /// Redis's commands, for MULTI's queue-time checks (once the shared connection got it).
+    commands: RefCell<Option<Rc<CommandTable>>>,
     epoch: Instant,
     now: Cell<u32>,
     stop: Cell<bool>,
@@ -50,6 +60,10 @@ impl Shard {
         connections: Arc<AtomicUsize>,
     ) -> Self {
         let capacity = cfg.shard_capacity();
+        let tracking = cfg.invalidation == Invalidation::Tracking && capacity > 0;
+        let mut params = Self::params_for(&cfg, redis_addr, cfg.redis.db, tracking);
+        params.commands = true;
+        params.label = format!("shard {id}");
         Shard {
             id,
             redis_addr,
@@ -57,7 +71,9 @@ impl Shard {
             cache_on: capacity > 0,
             expire_ms: cfg.expire.as_millis().min(u32::MAX as u128 / 2) as u32,
             inflight: RefCell::new(Inflight::default()),
-            backend: Backend::new(cfg.redis_ops_limit),
+            shared: Rc::new(Conn::new(params, cfg.redis_ops_limit)),
+            pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
+            commands: RefCell::new(None),
             epoch: Instant::now(),
             now: Cell::new(0),
             stop: Cell::new(false),
@@ -67,6 +83,38 @@ impl Shard {
             connections,
             cfg,
         }
+    }
+
+    fn params_for(cfg: &Config, addr: SocketAddr, db: u32, tracking: bool) -> Params {
+        Params {
+            addr,
+            user: cfg.redis.user.clone(),
+            password: cfg.redis.password.clone(),
+            db,
+            tracking,
+            commands: false,
+            connect_timeout: cfg.connect_timeout,
+            label: String::new(),
+        }
+    }
+
+    /// Handshake parameters of a connection to `db`.
+    pub fn params(&self, db: u32, tracking: bool, label: String) -> Params {
+        Params {
+            label,
+            ..Self::params_for(&self.cfg, self.redis_addr, db, tracking)
+        }
+    }
+
+    /// Redis's command table, once known.
+    pub fn commands(&self) -> Option<Rc<CommandTable>> {
+        if let Some(t) = &*self.commands.borrow() {
+            return Some(t.clone());
+        }
+        let raw = self.shared.st.borrow().server.commands.clone()?;
+        let t = Rc::new(CommandTable::parse(&raw));
+        *self.commands.borrow_mut() = Some(t.clone());
+        Some(t)
     }
 
     /// Milliseconds on this shard's clock, as of the last `update_clock`. The clock wraps
@@ -154,9 +202,14 @@ impl Shard {
         self.live.get() == 0
     }
 
-    fn tick(&self, n: u64) {
+    fn tick(self: &Rc<Self>, n: u64) {
         let now = self.update_clock();
-        crate::backend::conn::check_timeout(self, now);
+        let timeout = self.cfg.backend_timeout;
+        check_timeout(&self.shared, &**self, now, timeout);
+        self.pool.each(|c| check_timeout(c, &**self, now, timeout));
+        if !self.stopping() {
+            self.pool.top_up(self);
+        }
         if n.is_multiple_of(20) {
             self.close_idle_clients(now);
         }
@@ -272,7 +325,8 @@ async fn run(id: usize, common: Common) {
     };
     let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections));
     let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
-    monoio::spawn(crate::backend::conn::supervise(shard.clone()));
+    monoio::spawn(supervise(shard.shared.clone(), shard.clone()));
+    shard.pool.top_up(&shard);
     {
         let shard = shard.clone();
         monoio::spawn(async move {

@@ -192,7 +192,11 @@ fn spec_keys(spec: &KeySpec, argc: usize) -> Option<BTreeSet<usize>> {
 }
 
 fn is_write_kind(k: Kind) -> bool {
-    matches!(k, Kind::Write(_) | Kind::Flush | Kind::Refused(_))
+    // Blocking commands invalidate every argument (they run on a dedicated connection).
+    matches!(
+        k,
+        Kind::Write(_) | Kind::Flush | Kind::Refused(_) | Kind::Blocking
+    )
 }
 
 /// Write-flagged subcommands of containers the proxy forwards as reads, with the reason that
@@ -207,7 +211,7 @@ fn coverage_problems(info: &Info, kind: Kind, problems: &mut Vec<String>) {
     let keys = match kind {
         Kind::Write(Keys::Range { first, last, step }) => Keys::Range { first, last, step },
         // Every argument, or the script's declared keys: always covers.
-        Kind::Write(_) | Kind::Flush | Kind::Refused(_) => return,
+        Kind::Write(_) | Kind::Flush | Kind::Refused(_) | Kind::Blocking => return,
         _ => return, // reported elsewhere as "not a write"
     };
     let ours_for = |argc: usize| -> BTreeSet<usize> { write_keys(keys, argc).collect() };

@@ -1,41 +1,59 @@
-//! One shard's pipelined connection to Redis: a queue of request bytes, the FIFO of who waits
-//! for each reply, and the connection's state.
+//! A pipelined connection to Redis as a value: a queue of request bytes, the FIFO of who waits
+//! for each reply, and the connection's state. A shard owns several: one shared connection per
+//! db, and dedicated ones for clients that hold server state (WATCH) or block.
 //!
-//! Clients append requests (`send_*`) and a waiter each; the writer task sends everything queued
-//! in one write; the reader task frames replies and hands each to the oldest waiter
-//! (`io.rs`). Push frames are invalidations, not replies. The supervisor (`conn.rs`) connects,
-//! handshakes, and reconnects with backoff; while the backend is down, requests are refused at
-//! once with an error instead of waiting.
+//! A connection knows nothing of shards, clients or caches: it is given its handshake
+//! parameters ([`Params`]) and a [`Sink`] that receives each reply with its waiter, the push
+//! frames, and the waiters of a connection that failed. Clients append requests (`send_*`) and
+//! a waiter each; the writer task sends everything queued in one write; the reader task frames
+//! replies and hands each to the sink with the oldest waiter (`io.rs`). The supervisor
+//! (`supervisor.rs`) connects, handshakes (`handshake.rs`), and reconnects with backoff; while
+//! a shared connection is down, requests are refused at once with an error instead of waiting.
 
-pub mod conn;
+pub mod handshake;
 pub mod io;
+pub mod supervisor;
 
-use crate::fetch::FetchRef;
-use crate::replies::ClientShared;
-use crate::resp::convert::Shape;
+use crate::resp::frame::FrameInfo;
 use crate::resp::request::Args;
 use crate::resp::write::{put_command, put_error};
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::rc::Rc;
+use std::net::SocketAddr;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
-/// Who receives a backend reply.
-pub enum Waiter {
-    /// Relay to a client, converted to RESP2 if needed.
-    Reply {
-        client: Rc<ClientShared>,
-        seq: u64,
-        shape: Shape,
-    },
-    /// The GET of a cache fill: goes to every waiter of the fetch.
-    Get(FetchRef),
-    /// The PTTL that follows a fill's GET: decides whether and how long to cache.
-    Ttl(FetchRef),
-    /// The proxy's own command; the reply is dropped.
-    Ignore,
+/// Receives what a connection reads; implemented by the shard.
+pub trait Sink<W> {
+    /// The reply to the request `w` waited for. `resp3`: the connection speaks RESP3.
+    fn reply(&self, w: W, frame: &[u8], info: FrameInfo, resp3: bool);
+    /// An out-of-band push frame (an invalidation).
+    fn push(&self, frame: &[u8]);
+    /// `w` gets no reply: its connection failed, with this error line (without `-`).
+    fn fail(&self, w: W, msg: &str);
+    /// A connection with CLIENT TRACKING came up or went down: invalidations may have been
+    /// missed, so what it tracked must be dropped.
+    fn tracking_reset(&self);
+    /// Milliseconds on the owner's clock.
+    fn now(&self) -> u32;
+}
+
+/// How to connect and what to set up on the connection.
+#[derive(Clone)]
+pub struct Params {
+    pub addr: SocketAddr,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+    /// Ask for CLIENT TRACKING (the connection must then speak RESP3).
+    pub tracking: bool,
+    /// Fetch Redis's command table (`COMMAND`) into [`ServerInfo::commands`].
+    pub commands: bool,
+    pub connect_timeout: Duration,
+    /// For logs: which shard and connection this is.
+    pub label: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,60 +61,79 @@ pub enum Status {
     Connecting,
     Up,
     Down,
+    /// Retired: no reconnect, every request refused.
+    Closed,
 }
 
 pub enum Admit {
     Yes,
     /// The in-flight limit is reached: wait with `wait_space`, then try again.
     Full,
-    /// The backend is down: answer with this error now.
+    /// The connection is down: answer with `put_down_error` now.
     Down,
 }
 
-pub struct State {
+/// What the handshake learnt of the server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    /// The connection speaks RESP3 (replies may need conversion for RESP2 clients).
+    pub resp3: bool,
+    /// CLIENT TRACKING is on: invalidations arrive as pushes.
+    pub tracking: bool,
+    /// Redis's `version` (from HELLO), empty if unknown.
+    pub version: String,
+    /// Redis's id for this connection (from HELLO), for CLIENT UNBLOCK; 0 if unknown.
+    pub id: i64,
+    /// `COMMAND`'s reply, when asked for.
+    pub commands: Option<bytes::Bytes>,
+}
+
+pub struct State<W> {
     pub status: Status,
     /// Requests not yet written.
     pub out: BytesMut,
     /// One per request written or queued, oldest first.
-    pub waiters: VecDeque<Waiter>,
-    /// The connection speaks RESP3 (replies may need conversion for clients).
-    pub resp3: bool,
-    /// CLIENT TRACKING is on: invalidations arrive as pushes.
-    pub tracking: bool,
-    /// Why the backend is down, for error replies (never holds credentials).
+    pub waiters: VecDeque<W>,
+    pub server: ServerInfo,
+    /// Why the connection is down, for error replies (never holds credentials).
     pub last_error: String,
     /// Bumped per connection so a writer of a dead connection stops.
     pub generation: u64,
-    /// The live connection's socket, to shut it down on a backend timeout.
+    /// The live connection's socket, to shut it down on a timeout.
     pub sock: crate::socket::Handle,
-    /// Shard clock when a reply last arrived, or when nothing was waiting.
+    /// Clock when a reply last arrived, or when nothing was waiting.
     pub progress: u32,
+    /// A blocking command is in flight: no backend timeout before this instant (None: the
+    /// command blocks forever).
+    pub blocking: Option<Option<u32>>,
 }
 
-pub struct Backend {
-    pub st: RefCell<State>,
+pub struct Conn<W> {
+    pub st: RefCell<State<W>>,
     pub(crate) writer: Cell<Option<Waker>>,
     space: RefCell<Vec<Waker>>,
     limit: usize,
+    pub params: Params,
 }
 
-impl Backend {
-    pub fn new(limit: usize) -> Self {
-        Backend {
+impl<W> Conn<W> {
+    pub fn new(params: Params, limit: usize) -> Self {
+        Conn {
             st: RefCell::new(State {
                 status: Status::Connecting,
-                out: BytesMut::with_capacity(64 * 1024),
+                out: BytesMut::with_capacity(16 * 1024),
                 waiters: VecDeque::new(),
-                resp3: false,
-                tracking: false,
+                server: ServerInfo::default(),
                 last_error: String::new(),
                 generation: 0,
                 sock: Default::default(),
                 progress: 0,
+                blocking: None,
             }),
             writer: Cell::new(None),
             space: RefCell::new(Vec::new()),
             limit,
+            params,
         }
     }
 
@@ -105,7 +142,7 @@ impl Backend {
     pub fn admit(&self, n: usize) -> Admit {
         let st = self.st.borrow();
         match st.status {
-            Status::Down => Admit::Down,
+            Status::Down | Status::Closed => Admit::Down,
             _ if st.waiters.len() + n > self.limit && !st.waiters.is_empty() => Admit::Full,
             _ => Admit::Yes,
         }
@@ -123,21 +160,33 @@ impl Backend {
     /// Queues a client's request: its raw RESP bytes when it came as RESP (forwarded verbatim),
     /// else (an inline command) its arguments encoded as RESP.
     #[inline]
-    pub fn send_request(&self, raw: Option<&[u8]>, args: &Args, w: Waiter) {
+    pub fn send_request(&self, raw: Option<&[u8]>, args: &Args, w: W) {
         match raw {
-            Some(raw) => {
-                let mut st = self.st.borrow_mut();
-                st.out.extend_from_slice(raw);
-                st.waiters.push_back(w);
-            }
+            Some(raw) => self.send_raw(raw, w),
             None => self.send_args(args.iter(), w),
         }
     }
 
-    pub fn send_args<'a>(&self, args: impl ExactSizeIterator<Item = &'a [u8]>, w: Waiter) {
+    /// Queues one request already encoded as RESP.
+    #[inline]
+    pub fn send_raw(&self, raw: &[u8], w: W) {
+        let mut st = self.st.borrow_mut();
+        st.out.extend_from_slice(raw);
+        st.waiters.push_back(w);
+    }
+
+    pub fn send_args<'a>(&self, args: impl ExactSizeIterator<Item = &'a [u8]>, w: W) {
         let mut st = self.st.borrow_mut();
         put_command(&mut st.out, args);
         st.waiters.push_back(w);
+    }
+
+    /// Queues bytes holding several requests at once, with their waiters in order: nothing
+    /// else can come between them on the wire (a MULTI ... EXEC block).
+    pub fn send_block(&self, raw: &[u8], waiters: impl IntoIterator<Item = W>) {
+        let mut st = self.st.borrow_mut();
+        st.out.extend_from_slice(raw);
+        st.waiters.extend(waiters);
     }
 
     /// Lets the writer task send what is queued (call once per batch of requests).
@@ -172,5 +221,13 @@ impl Backend {
 
     pub fn status(&self) -> Status {
         self.st.borrow().status
+    }
+
+    pub fn resp3(&self) -> bool {
+        self.st.borrow().server.resp3
+    }
+
+    pub fn server(&self) -> ServerInfo {
+        self.st.borrow().server.clone()
     }
 }

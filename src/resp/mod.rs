@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod cursor;
+pub mod encode;
 pub mod frame;
 pub mod request;
 pub mod write;

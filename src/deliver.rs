@@ -1,0 +1,179 @@
+//! What a shard does with what its backend connections read: relays replies to clients in
+//! their protocol, fills the cache from fetches, applies invalidation pushes.
+
+use crate::backend::Sink;
+use crate::fetch::FetchRef;
+use crate::replies::ClientShared;
+use crate::resp::convert::Shape;
+use crate::resp::cursor::{is_null, Cursor, NULL_BULK};
+use crate::resp::encode::{put_null, relay, Proto};
+use crate::resp::frame::{parse_int, FrameInfo};
+use crate::resp::write::put_error;
+use crate::shard::Shard;
+use bytes::Bytes;
+use std::rc::Rc;
+
+/// Who receives a backend reply.
+pub enum Waiter {
+    /// Relay to a client in its protocol.
+    Reply {
+        client: Rc<ClientShared>,
+        seq: u64,
+        shape: Shape,
+        proto: Proto,
+    },
+    /// A blocking command's reply, on a dedicated connection that then goes back to the pool.
+    Blocking {
+        client: Rc<ClientShared>,
+        seq: u64,
+        shape: Shape,
+        proto: Proto,
+        conn: crate::pool::Dedicated,
+    },
+    /// The GET of a cache fill: goes to every waiter of the fetch.
+    Get(FetchRef),
+    /// The PTTL that follows a fill's GET: decides whether and how long to cache.
+    Ttl(FetchRef),
+    /// The EXEC of a transaction: relayed element by element, and its written keys evicted
+    /// again once it has run.
+    Exec(Box<crate::multi::ExecReply>),
+    /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
+    Ignore,
+}
+
+impl Sink<Waiter> for Shard {
+    fn reply(&self, w: Waiter, frame: &[u8], info: FrameInfo, resp3: bool) {
+        match w {
+            Waiter::Reply {
+                client,
+                seq,
+                shape,
+                proto,
+            } => client.complete(seq, |out| relay(frame, info, shape, resp3, proto, out)),
+            Waiter::Blocking {
+                client,
+                seq,
+                shape,
+                proto,
+                conn,
+            } => {
+                client.complete(seq, |out| relay(frame, info, shape, resp3, proto, out));
+                self.pool.release(self, &conn, true);
+            }
+            Waiter::Get(f) => on_get(self, &f, frame, info, resp3),
+            Waiter::Ttl(f) => on_ttl(self, &f, frame),
+            Waiter::Exec(e) => e.on_reply(self, frame, resp3),
+            Waiter::Ignore => {}
+        }
+    }
+
+    /// `>2 invalidate [keys]`: drop the keys; a null key list (FLUSHALL/FLUSHDB) drops everything.
+    fn push(&self, frame: &[u8]) {
+        let mut p = Cursor::new(frame);
+        let Some((b'>', n)) = p.header() else { return };
+        if n < 2 || p.bulk() != Some(&b"invalidate"[..]) {
+            return;
+        }
+        match p.header() {
+            Some((b'*', k)) if k >= 0 => {
+                for _ in 0..k {
+                    if let Some(key) = p.bulk() {
+                        self.invalidate(key);
+                    }
+                }
+            }
+            _ => self.flush_cache(),
+        }
+    }
+
+    fn fail(&self, w: Waiter, msg: &str) {
+        match w {
+            Waiter::Reply { client, seq, .. } => {
+                client.complete(seq, |out| put_error(out, msg.as_bytes()))
+            }
+            Waiter::Blocking {
+                client, seq, conn, ..
+            } => {
+                client.complete(seq, |out| put_error(out, msg.as_bytes()));
+                self.pool.release(self, &conn, false);
+            }
+            Waiter::Get(f) => {
+                self.inflight.borrow_mut().finish(&f);
+                let mut f = f.borrow_mut();
+                f.poisoned = true;
+                for (client, seq, _) in f.waiters.drain(..) {
+                    client.complete(seq, |out| put_error(out, msg.as_bytes()));
+                }
+            }
+            Waiter::Exec(e) => e.fail(self, msg),
+            Waiter::Ttl(f) => self.inflight.borrow_mut().finish(&f),
+            Waiter::Ignore => {}
+        }
+    }
+
+    fn tracking_reset(&self) {
+        self.flush_cache();
+    }
+
+    fn now(&self) -> u32 {
+        Shard::now(self)
+    }
+}
+
+fn on_get(shard: &Shard, f: &FetchRef, frame: &[u8], info: FrameInfo, resp3: bool) {
+    let null = is_null(frame);
+    let mut f = f.borrow_mut();
+    f.replied = true;
+    for (client, seq, proto) in f.waiters.drain(..) {
+        client.complete(seq, |out| {
+            if null {
+                put_null(out, proto);
+            } else {
+                relay(frame, info, Shape::Plain, resp3, proto, out);
+            }
+        });
+    }
+    // Absent keys are cached only while tracking is on: Redis then tracks them too.
+    let cacheable = if null {
+        shard.shared.st.borrow().server.tracking
+    } else {
+        frame.first() == Some(&b'$')
+    };
+    if cacheable && !f.poisoned {
+        f.value = Some(if null {
+            Bytes::from_static(NULL_BULK)
+        } else {
+            Bytes::copy_from_slice(frame)
+        });
+    }
+}
+
+fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
+    shard.inflight.borrow_mut().finish(f);
+    let f = f.borrow();
+    let Some(value) = &f.value else { return };
+    if f.poisoned {
+        return;
+    }
+    let ttl = match frame
+        .strip_prefix(b":")
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+    {
+        Some(n) => parse_int(n),
+        None => None,
+    };
+    let expire = shard.expire_ms;
+    let life = match ttl {
+        Some(-1) => expire,
+        Some(-2) if value[..] == *NULL_BULK => expire,
+        Some(n) if n >= 0 => expire.min(n.min(u32::MAX as i64) as u32),
+        _ => return, // expired between GET and PTTL, or an error: don't cache
+    };
+    if life == 0 {
+        return;
+    }
+    shard
+        .cache
+        .borrow_mut()
+        .insert(&f.key, value, f.sent_at.wrapping_add(life));
+}

@@ -1,0 +1,559 @@
+//! What the proxy does with one client command, given the client's session: a local answer, a
+//! cache hit, a request on the shard's shared connection, a queued transaction command, or a
+//! request on the client's dedicated connection.
+
+use crate::backend::{Admit, Conn};
+use crate::command::{block_timeout_ms, classify, script_keys, write_keys, Keys, Kind};
+use crate::deliver::Waiter;
+use crate::fetch::Join;
+use crate::multi::{Multi, EXECABORT};
+use crate::pool::Dedicated;
+use crate::replies::ClientShared;
+use crate::resp::convert::Shape;
+use crate::resp::encode::{put_cached, Proto};
+use crate::resp::request::Args;
+use crate::resp::write::{put_bulk, put_command, put_error, put_header};
+use crate::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use std::rc::Rc;
+
+/// One client's connection state, as redis-server keeps it per connection.
+#[derive(Default)]
+pub struct Session {
+    pub proto: Proto,
+    /// A transaction is being queued.
+    pub multi: Option<Multi>,
+    /// The client's own backend connection while it holds server state (WATCH): every
+    /// command goes there, in order.
+    pub pinned: Option<Dedicated>,
+    /// WATCH is in force on the pinned connection.
+    pub watching: bool,
+    /// The dedicated connection of a blocking command in flight.
+    pub blocked: Option<Dedicated>,
+}
+
+impl Session {
+    /// The client left: its dedicated connections go back clean, or are closed.
+    pub fn end(&mut self, shard: &Shard) {
+        if let Some(c) = self.pinned.take() {
+            let clean = !self.watching && self.multi.is_none();
+            shard.pool.release(shard, &c, clean);
+        }
+        if let Some(c) = self.blocked.take() {
+            if c.in_flight() > 0 {
+                // Still blocked: the reply would go to no one; never pool it.
+                shard.pool.release(shard, &c, false);
+            }
+        }
+    }
+}
+
+pub enum Flow {
+    Next,
+    Quit,
+    /// The connection's in-flight limit is reached: wait for room for this many requests,
+    /// then dispatch the command again.
+    Wait(Rc<Conn<Waiter>>, usize),
+    /// The command needs another connection than the client's replies in flight: wait for
+    /// them (so Redis runs the client's commands in order), then dispatch it again.
+    Drain,
+    /// Dispatched on a dedicated connection (a blocking command): the client's next command
+    /// waits until it is answered.
+    DrainAfter,
+}
+
+pub fn dispatch(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+) -> Flow {
+    let class = classify(&args);
+    if !client.authed.get() && !matches!(class.kind, Kind::Auth | Kind::Hello | Kind::Quit) {
+        client.push_local(|o| o.extend_from_slice(b"-NOAUTH Authentication required.\r\n"));
+        return Flow::Next;
+    }
+    #[cfg(debug_assertions)]
+    crate::fault::maybe_panic(&args);
+    if s.multi.is_some() {
+        return in_multi(shard, client, s, args, raw, class.kind, class.shape);
+    }
+    if s.pinned.is_some() && !s.watching {
+        // Done with its dedicated connection (EXEC, DISCARD, UNWATCH ran on it).
+        if client.backlog().1 > 0 {
+            return Flow::Drain;
+        }
+        if let Some(c) = s.pinned.take() {
+            shard.pool.release(shard, &c, true);
+        }
+    }
+    let proto = s.proto;
+    match class.kind {
+        Kind::Quit => {
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            return Flow::Quit;
+        }
+        Kind::Auth => {
+            client.push_local(|o| crate::auth::auth(shard, client, &args, o));
+            return Flow::Next;
+        }
+        Kind::Hello => {
+            client.push_local(|o| crate::auth::hello(shard, client, s, &args, o));
+            return Flow::Next;
+        }
+        Kind::Select => {
+            client.push_local(|o| select(shard, &args, o));
+            return Flow::Next;
+        }
+        Kind::Refused(why) => {
+            refuse(client, &args, why);
+            return Flow::Next;
+        }
+        Kind::Multi => {
+            if args.len() != 1 {
+                return arity(client, "multi");
+            }
+            s.multi = Some(Multi::new(s.pinned.is_some()));
+            return match &s.pinned {
+                Some(c) => forward_on(c, client, args, raw, class.shape, proto),
+                None => {
+                    client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+                    Flow::Next
+                }
+            };
+        }
+        Kind::Exec | Kind::Discard => {
+            let name = if class.kind == Kind::Exec {
+                "EXEC"
+            } else {
+                "DISCARD"
+            };
+            let msg = format!("ERR {name} without MULTI");
+            client.push_local(|o| put_error(o, msg.as_bytes()));
+            return Flow::Next;
+        }
+        Kind::Watch if args.len() < 2 => return arity(client, "watch"),
+        Kind::Watch if s.pinned.is_none() => {
+            if client.backlog().1 > 0 {
+                return Flow::Drain;
+            }
+            let Some(c) = shard.pool.acquire(shard, shard.cfg.redis.db) else {
+                client.push_local(|o| put_error(o, b"ERR max pinned connections reached"));
+                return Flow::Next;
+            };
+            s.pinned = Some(c);
+        }
+        Kind::Unwatch if s.pinned.is_none() => {
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            return Flow::Next;
+        }
+        _ => {}
+    }
+    if let Some(c) = &s.pinned {
+        let c = c.clone();
+        return pinned(shard, client, s, &c, args, raw, class.kind, class.shape);
+    }
+    let cache_on = shard.cache_on;
+    match class.kind {
+        Kind::Get if cache_on => get(shard, client, args, raw, proto),
+        Kind::Mget if cache_on => mget(shard, client, args, raw, proto),
+        Kind::Write(keys) => {
+            if let Some(flow) = not_admitted(&shard.shared, client, 1) {
+                return flow;
+            }
+            if cache_on {
+                invalidate(shard, &args, keys);
+            }
+            forward(shard, client, args, raw, class.shape, proto)
+        }
+        Kind::Flush => {
+            if let Some(flow) = not_admitted(&shard.shared, client, 1) {
+                return flow;
+            }
+            shard.flush_cache();
+            forward(shard, client, args, raw, class.shape, proto)
+        }
+        Kind::Ping => {
+            client.push_local(|o| match args.len() {
+                1 => o.extend_from_slice(b"+PONG\r\n"),
+                _ => put_bulk(o, args.get(1)),
+            });
+            Flow::Next
+        }
+        Kind::Echo => {
+            client.push_local(|o| put_bulk(o, args.get(1)));
+            Flow::Next
+        }
+        Kind::Blocking => blocking(shard, client, s, args, raw, class.shape),
+        _ => forward(shard, client, args, raw, class.shape, proto),
+    }
+}
+
+/// A command while the client's dedicated connection holds its state: everything goes there,
+/// in order, and nothing is served from the cache (it could overtake a write in flight there).
+#[allow(clippy::too_many_arguments)]
+fn pinned(
+    shard: &Shard,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    c: &Dedicated,
+    args: Args,
+    raw: Option<&[u8]>,
+    kind: Kind,
+    shape: Shape,
+) -> Flow {
+    match kind {
+        Kind::Watch => s.watching = true,
+        Kind::Unwatch => s.watching = false,
+        Kind::Flush => shard.flush_cache(),
+        Kind::Write(keys) if shard.cache_on => invalidate(shard, &args, keys),
+        Kind::Blocking => {
+            if shard.cache_on {
+                invalidate(shard, &args, Keys::AllArgs);
+            }
+            set_blocking(shard, c, &args);
+        }
+        _ => {}
+    }
+    forward_on(c, client, args, raw, shape, s.proto)
+}
+
+/// A command between MULTI and EXEC.
+fn in_multi(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+    kind: Kind,
+    shape: Shape,
+) -> Flow {
+    let proto = s.proto;
+    let m = s.multi.as_mut().expect("in a transaction");
+    match kind {
+        Kind::Exec if args.len() != 1 => return arity(client, "exec"),
+        Kind::Discard if args.len() != 1 => return arity(client, "discard"),
+        Kind::Exec => return exec(shard, client, s, args, raw),
+        Kind::Discard => {
+            s.multi = None;
+            if let Some(c) = &s.pinned {
+                s.watching = false;
+                return forward_on(c, client, args, raw, shape, proto);
+            }
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            return Flow::Next;
+        }
+        Kind::Multi => {
+            client.push_local(|o| put_error(o, b"ERR MULTI calls can not be nested"));
+            return Flow::Next;
+        }
+        Kind::Watch => {
+            client.push_local(|o| put_error(o, b"ERR WATCH inside MULTI is not allowed"));
+            return Flow::Next;
+        }
+        Kind::Quit => {
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            return Flow::Quit;
+        }
+        Kind::Refused(_) | Kind::Select | Kind::Auth | Kind::Hello => {
+            m.dirty = true;
+            let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
+            let msg = format!(
+                "ERR command '{name}' inside MULTI is not supported by redis-proxy (it changes \
+                 per-connection server state)"
+            );
+            client.push_local(|o| put_error(o, msg.as_bytes()));
+            return Flow::Next;
+        }
+        _ => {}
+    }
+    if s.pinned.is_none() {
+        if let Some(err) = shard.commands().and_then(|t| t.check(&args)) {
+            m.dirty = true;
+            client.push_local(|o| put_error(o, err.as_bytes()));
+            return Flow::Next;
+        }
+    }
+    m.queued += 1;
+    m.shapes.push(shape);
+    match kind {
+        Kind::Write(Keys::Script) => {
+            if let Some(range) = script_keys(&args) {
+                m.keys
+                    .extend(range.map(|i| Bytes::copy_from_slice(args.get(i))));
+            }
+        }
+        Kind::Write(keys) => m
+            .keys
+            .extend(write_keys(keys, args.len()).map(|i| Bytes::copy_from_slice(args.get(i)))),
+        Kind::Blocking => m
+            .keys
+            .extend(args.iter().skip(1).map(Bytes::copy_from_slice)),
+        Kind::Flush => m.flush = true,
+        _ => {}
+    }
+    match &s.pinned {
+        Some(c) => forward_on(c, client, args, raw, Shape::Plain, proto),
+        None => {
+            match raw {
+                Some(raw) => m.block.extend_from_slice(raw),
+                None => put_command(&mut m.block, args.iter()),
+            }
+            client.push_local(|o| o.extend_from_slice(b"+QUEUED\r\n"));
+            Flow::Next
+        }
+    }
+}
+
+/// EXEC: the queued block goes out contiguously on the shared connection (or EXEC on the
+/// pinned one, where Redis queued the commands itself).
+fn exec(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+) -> Flow {
+    let m = s.multi.as_ref().expect("in a transaction");
+    if m.dirty && s.pinned.is_none() {
+        s.multi = None;
+        client.push_local(|o| o.extend_from_slice(EXECABORT));
+        return Flow::Next;
+    }
+    let conn = s.pinned.clone().unwrap_or_else(|| shard.shared.clone());
+    let n = if s.pinned.is_some() { 1 } else { m.queued + 2 };
+    if let Some(flow) = not_admitted(&conn, client, n) {
+        return flow;
+    }
+    let m = s.multi.take().expect("in a transaction");
+    if m.flush {
+        shard.flush_cache();
+    }
+    for k in &m.keys {
+        shard.invalidate(k);
+    }
+    let seq = client.push_pending();
+    let reply = Waiter::Exec(Box::new(crate::multi::ExecReply {
+        client: client.clone(),
+        seq,
+        proto: s.proto,
+        shapes: m.shapes,
+        keys: m.keys,
+        flush: m.flush,
+    }));
+    if s.pinned.is_some() {
+        s.watching = false;
+        conn.send_request(raw, &args, reply);
+    } else {
+        let mut block = m.block;
+        put_command(&mut block, [&b"EXEC"[..]].into_iter());
+        let acks = (0..=m.queued).map(|_| Waiter::Ignore);
+        conn.send_block(&block, acks.chain(std::iter::once(reply)));
+    }
+    conn.flush();
+    Flow::Next
+}
+
+/// A blocking command on a dedicated connection of its own, so it blocks only its client.
+fn blocking(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+    shape: Shape,
+) -> Flow {
+    if client.backlog().1 > 0 {
+        return Flow::Drain;
+    }
+    let Some(c) = shard.pool.acquire(shard, shard.cfg.redis.db) else {
+        client.push_local(|o| put_error(o, b"ERR max pinned connections reached"));
+        return Flow::Next;
+    };
+    if shard.cache_on {
+        invalidate(shard, &args, Keys::AllArgs);
+    }
+    set_blocking(shard, &c, &args);
+    let seq = client.push_pending();
+    let w = Waiter::Blocking {
+        client: client.clone(),
+        seq,
+        shape,
+        proto: s.proto,
+        conn: c.clone(),
+    };
+    c.send_request(raw, &args, w);
+    c.flush();
+    s.blocked = Some(c);
+    Flow::DrainAfter
+}
+
+/// The backend timeout of `c` counts from the end of the command's own timeout.
+fn set_blocking(shard: &Shard, c: &Dedicated, args: &Args) {
+    let until = block_timeout_ms(args)
+        .map(|ms| shard.now().wrapping_add(ms.min(u32::MAX as u64 / 4) as u32));
+    c.st.borrow_mut().blocking = Some(until);
+}
+
+fn refuse(client: &ClientShared, args: &Args, why: &str) {
+    let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
+    let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
+    client.push_local(|o| put_error(o, msg.as_bytes()));
+}
+
+fn arity(client: &ClientShared, name: &str) -> Flow {
+    let msg = format!("ERR wrong number of arguments for '{name}' command");
+    client.push_local(|o| put_error(o, msg.as_bytes()));
+    Flow::Next
+}
+
+/// `SELECT db`, with redis-server's checks and errors; only the proxy's own db is accepted.
+fn select(shard: &Shard, args: &Args, o: &mut BytesMut) {
+    if args.len() != 2 {
+        return o.extend_from_slice(b"-ERR wrong number of arguments for 'select' command\r\n");
+    }
+    match crate::command::redis_int(args.get(1)) {
+        Some(n) if i32::try_from(n).is_err() => {
+            o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n")
+        }
+        None => o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
+        Some(n) if n < 0 => o.extend_from_slice(b"-ERR DB index is out of range\r\n"),
+        Some(n) if n == shard.cfg.redis.db as i64 => o.extend_from_slice(b"+OK\r\n"),
+        Some(_) => {
+            let msg = format!(
+                "ERR command 'select' is not supported by redis-proxy (it holds per-connection \
+                 server state; only SELECT {} is accepted)",
+                shard.cfg.redis.db
+            );
+            put_error(o, msg.as_bytes());
+        }
+    }
+}
+
+/// `Some(flow)` if `n` requests cannot be queued on `conn` now.
+#[inline]
+fn not_admitted(conn: &Rc<Conn<Waiter>>, client: &ClientShared, n: usize) -> Option<Flow> {
+    match conn.admit(n) {
+        Admit::Yes => None,
+        Admit::Full => Some(Flow::Wait(conn.clone(), n)),
+        Admit::Down => {
+            client.push_local(|o| conn.put_down_error(o));
+            Some(Flow::Next)
+        }
+    }
+}
+
+fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
+    match keys {
+        Keys::Script => {
+            if let Some(range) = script_keys(args) {
+                for i in range {
+                    shard.invalidate(args.get(i));
+                }
+            }
+        }
+        k => {
+            for i in write_keys(k, args.len()) {
+                shard.invalidate(args.get(i));
+            }
+        }
+    }
+}
+
+fn forward(
+    shard: &Shard,
+    client: &Rc<ClientShared>,
+    args: Args,
+    raw: Option<&[u8]>,
+    shape: Shape,
+    proto: Proto,
+) -> Flow {
+    forward_on(&shard.shared, client, args, raw, shape, proto)
+}
+
+fn forward_on(
+    conn: &Rc<Conn<Waiter>>,
+    client: &Rc<ClientShared>,
+    args: Args,
+    raw: Option<&[u8]>,
+    shape: Shape,
+    proto: Proto,
+) -> Flow {
+    if let Some(flow) = not_admitted(conn, client, 1) {
+        return flow;
+    }
+    let seq = client.push_pending();
+    let w = Waiter::Reply {
+        client: client.clone(),
+        seq,
+        shape,
+        proto,
+    };
+    conn.send_request(raw, &args, w);
+    Flow::Next
+}
+
+fn get(
+    shard: &Shard,
+    client: &Rc<ClientShared>,
+    args: Args,
+    raw: Option<&[u8]>,
+    proto: Proto,
+) -> Flow {
+    let key = args.get(1);
+    if let Some(reply) = shard.cache.borrow_mut().get(key, shard.now()) {
+        client.push_local(|o| put_cached(o, reply, proto));
+        return Flow::Next;
+    }
+    match shard
+        .inflight
+        .borrow_mut()
+        .join(key, client, proto, || client.push_pending())
+    {
+        Join::Joined => return Flow::Next,
+        Join::Value(v) => {
+            client.push_local(|o| put_cached(o, &v, proto));
+            return Flow::Next;
+        }
+        Join::Start => {}
+    }
+    let conn = &shard.shared;
+    if let Some(flow) = not_admitted(conn, client, 2) {
+        return flow;
+    }
+    let seq = client.push_pending();
+    let f = shard
+        .inflight
+        .borrow_mut()
+        .start(key, (client.clone(), seq, proto), shard.now());
+    conn.send_request(raw, &args, Waiter::Get(f.clone()));
+    conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
+    Flow::Next
+}
+
+/// MGET is atomic in Redis, so the proxy answers with a combination of values that existed:
+/// all keys from the cache (which mirrors Redis as of the last invalidation applied), or, on any
+/// miss, one backend MGET of all the keys. Never hits mixed with values fetched later.
+fn mget(
+    shard: &Shard,
+    client: &Rc<ClientShared>,
+    args: Args,
+    raw: Option<&[u8]>,
+    proto: Proto,
+) -> Flow {
+    let now = shard.now();
+    let mut cache = shard.cache.borrow_mut();
+    if !args.iter().skip(1).all(|k| cache.contains(k, now)) {
+        drop(cache);
+        return forward(shard, client, args, raw, Shape::Plain, proto);
+    }
+    client.push_local(|o| {
+        put_header(o, b'*', args.len() as i64 - 1);
+        for key in args.iter().skip(1) {
+            // Checked just above, and nothing has run since.
+            put_cached(o, cache.get(key, now).unwrap_or(b"$-1\r\n"), proto);
+        }
+    });
+    Flow::Next
+}

@@ -1,0 +1,289 @@
+//! Transactions. A MULTI without WATCH is queued by the proxy, which answers `+QUEUED` or the
+//! queue-time error redis-server would give, and at EXEC sends `MULTI`, the commands and
+//! `EXEC` as one contiguous block on the shard's shared pipelined connection: nothing of
+//! another client can come between them on the wire, so Redis runs them exactly as it would
+//! for a connection of the client's own, and no dedicated connection is spent. With WATCH the
+//! client is pinned to a dedicated connection (see `pool.rs`) and the commands go to it as
+//! they come; either way the written keys are evicted before EXEC is sent and again when its
+//! reply arrives.
+
+use crate::replies::ClientShared;
+use crate::resp::convert::Shape;
+use crate::resp::cursor::{header, Cursor};
+use crate::resp::encode::{relay, Proto};
+use crate::resp::frame::frame_len;
+use crate::resp::request::Args;
+use crate::resp::write::{put_error, put_header};
+use crate::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use hashbrown::HashMap;
+use std::rc::Rc;
+
+/// A transaction being queued.
+#[derive(Default)]
+pub struct Multi {
+    /// `MULTI` and the queued commands, as RESP (empty when pinned: they went to Redis).
+    pub block: BytesMut,
+    pub queued: usize,
+    /// Reply shape of each queued command, for a RESP2 client's EXEC reply.
+    pub shapes: Vec<Shape>,
+    /// Keys the queued commands write.
+    pub keys: Vec<Bytes>,
+    /// A queued command flushes a db: the whole cache goes at EXEC.
+    pub flush: bool,
+    /// A command was refused at queue time: EXEC answers EXECABORT.
+    pub dirty: bool,
+}
+
+impl Multi {
+    pub fn new(pinned: bool) -> Self {
+        let mut m = Multi::default();
+        if !pinned {
+            crate::resp::write::put_command(&mut m.block, [&b"MULTI"[..]].into_iter());
+        }
+        m
+    }
+}
+
+pub const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
+
+/// Waits for an EXEC reply.
+pub struct ExecReply {
+    pub client: Rc<ClientShared>,
+    pub seq: u64,
+    pub proto: Proto,
+    pub shapes: Vec<Shape>,
+    pub keys: Vec<Bytes>,
+    pub flush: bool,
+}
+
+impl ExecReply {
+    /// The transaction ran (or not): evict its keys again, so a fill that raced with it cannot
+    /// outlive it, then relay the reply.
+    pub fn on_reply(&self, shard: &Shard, frame: &[u8], resp3: bool) {
+        self.evict(shard);
+        self.client.complete(self.seq, |out| {
+            put_exec_reply(frame, &self.shapes, resp3, self.proto, out)
+        });
+    }
+
+    pub fn fail(&self, shard: &Shard, msg: &str) {
+        self.evict(shard);
+        self.client
+            .complete(self.seq, |out| put_error(out, msg.as_bytes()));
+    }
+
+    fn evict(&self, shard: &Shard) {
+        if self.flush {
+            shard.flush_cache();
+        }
+        for k in &self.keys {
+            shard.invalidate(k);
+        }
+    }
+}
+
+/// EXEC's reply for a client: element by element with each command's shape for RESP2; a
+/// null (WATCH failed) is RESP2's null array.
+fn put_exec_reply(frame: &[u8], shapes: &[Shape], resp3: bool, proto: Proto, out: &mut BytesMut) {
+    let h = header(frame, 0);
+    if proto == Proto::Resp3 || !resp3 {
+        out.extend_from_slice(frame);
+    } else if h.kind == b'_' {
+        out.extend_from_slice(b"*-1\r\n");
+    } else if h.kind == b'*' && h.count() == shapes.len() as i64 {
+        put_header(out, b'*', shapes.len() as i64);
+        let mut at = h.next;
+        for &shape in shapes {
+            let Ok(Some(info)) = frame_len(&frame[at..]) else {
+                return; // framed by the reader: cannot happen
+            };
+            relay(
+                &frame[at..at + info.len],
+                info,
+                shape,
+                true,
+                Proto::Resp2,
+                out,
+            );
+            at += info.len;
+        }
+    } else {
+        let info = frame_len(frame).ok().flatten().expect("framed reply");
+        relay(frame, info, Shape::Plain, true, Proto::Resp2, out);
+    }
+}
+
+/// Names and arities of Redis's commands (from `COMMAND`), for the checks redis-server makes
+/// when it queues a command.
+#[derive(Default)]
+pub struct CommandTable {
+    /// Lower-case name -> (arity, has subcommands).
+    commands: HashMap<Vec<u8>, (i64, bool)>,
+}
+
+impl CommandTable {
+    /// Parses `COMMAND`'s reply (RESP2 or RESP3).
+    pub fn parse(reply: &[u8]) -> CommandTable {
+        let mut t = CommandTable::default();
+        let mut c = Cursor::new(reply);
+        if let Some((b'*', n)) = c.header() {
+            for _ in 0..n {
+                t.read_entry(&mut c, reply);
+            }
+        }
+        t
+    }
+
+    fn read_entry(&mut self, c: &mut Cursor, reply: &[u8]) {
+        let Some((_, fields)) = c.header() else {
+            return;
+        };
+        let name = c.bulk().map(|n| n.to_ascii_lowercase());
+        let arity = match c.header() {
+            Some((b':', a)) => a,
+            _ => 0,
+        };
+        let mut subs = 0;
+        for i in 2..fields {
+            if i == 9 {
+                if let Some((_, n)) = c.header() {
+                    subs = n.max(0);
+                    for _ in 0..subs {
+                        self.read_entry(c, reply);
+                    }
+                }
+            } else {
+                skip(c, reply);
+            }
+        }
+        if let Some(name) = name {
+            self.commands.insert(name, (arity, subs > 0));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    /// redis-server's queue-time check of a command's name and arity: the error line, or
+    /// `None` if Redis would queue it.
+    pub fn check(&self, args: &Args) -> Option<String> {
+        if self.commands.is_empty() {
+            return None; // not known yet: Redis itself will refuse at EXEC
+        }
+        let name = args.get(0).to_ascii_lowercase();
+        let Some(&(arity, subs)) = self.commands.get(&name) else {
+            let mut list = String::new();
+            for a in args.iter().skip(1) {
+                if list.len() >= 128 {
+                    break;
+                }
+                let room = 128 - list.len();
+                let a = String::from_utf8_lossy(a);
+                let a: String = a.chars().take(room).collect();
+                list.push_str(&format!("'{a}' "));
+            }
+            let shown: String = String::from_utf8_lossy(args.get(0))
+                .chars()
+                .take(128)
+                .collect();
+            return Some(format!(
+                "ERR unknown command '{shown}', with args beginning with: {list}"
+            ));
+        };
+        let (full, arity) = if subs && args.len() >= 2 {
+            let mut full = name.clone();
+            full.push(b'|');
+            full.extend(args.get(1).to_ascii_lowercase());
+            match self.commands.get(&full) {
+                Some(&(a, _)) => (full, a),
+                None => {
+                    let sub: String = String::from_utf8_lossy(args.get(1))
+                        .chars()
+                        .take(128)
+                        .collect();
+                    return Some(format!(
+                        "ERR unknown subcommand '{sub}'. Try {} HELP.",
+                        String::from_utf8_lossy(&name).to_uppercase()
+                    ));
+                }
+            }
+        } else {
+            (name, arity)
+        };
+        let n = args.len() as i64;
+        if (arity > 0 && n != arity) || n < arity.abs() {
+            return Some(format!(
+                "ERR wrong number of arguments for '{}' command",
+                String::from_utf8_lossy(&full)
+            ));
+        }
+        None
+    }
+}
+
+fn skip(c: &mut Cursor, reply: &[u8]) {
+    if let Ok(Some(i)) = frame_len(&reply[c.pos..]) {
+        c.pos += i.len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::request::{RequestScanner, Scan};
+
+    fn check(t: &CommandTable, line: &str) -> Option<String> {
+        let input = format!("{line}\r\n");
+        let mut sc = RequestScanner::new();
+        assert!(matches!(sc.scan(input.as_bytes()), Scan::Command { .. }));
+        t.check(&sc.args(input.as_bytes()))
+    }
+
+    #[test]
+    fn queue_time_checks() {
+        // Two entries as Redis 7 sends them: name, arity, flags, first, last, step, acl,
+        // tips, key specs, subcommands.
+        let reply = b"*2\r\n\
+            *10\r\n$3\r\nget\r\n:2\r\n~0\r\n:1\r\n:1\r\n:1\r\n~0\r\n*0\r\n*0\r\n*0\r\n\
+            *10\r\n$6\r\nconfig\r\n:-2\r\n~0\r\n:0\r\n:0\r\n:0\r\n~0\r\n*0\r\n*0\r\n\
+            *1\r\n*10\r\n$10\r\nconfig|get\r\n:-3\r\n~0\r\n:0\r\n:0\r\n:0\r\n~0\r\n*0\r\n*0\r\n*0\r\n";
+        let t = CommandTable::parse(reply);
+        assert_eq!(check(&t, "GET k"), None);
+        assert_eq!(check(&t, "config get maxmemory"), None);
+        assert_eq!(
+            check(&t, "get").unwrap(),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            check(&t, "CONFIG GET").unwrap(),
+            "ERR wrong number of arguments for 'config|get' command"
+        );
+        assert_eq!(
+            check(&t, "config foo").unwrap(),
+            "ERR unknown subcommand 'foo'. Try CONFIG HELP."
+        );
+        assert_eq!(
+            check(&t, "FOO bar baz").unwrap(),
+            "ERR unknown command 'FOO', with args beginning with: 'bar' 'baz' "
+        );
+    }
+
+    #[test]
+    fn exec_reply_for_resp2() {
+        let frame = b"*2\r\n+OK\r\n*1\r\n*2\r\n$1\r\na\r\n,1\r\n";
+        let mut out = BytesMut::new();
+        put_exec_reply(
+            frame,
+            &[Shape::Plain, Shape::FlattenPairs],
+            true,
+            Proto::Resp2,
+            &mut out,
+        );
+        assert_eq!(&out[..], b"*2\r\n+OK\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n");
+        out.clear();
+        put_exec_reply(b"_\r\n", &[], true, Proto::Resp2, &mut out);
+        assert_eq!(&out[..], b"*-1\r\n");
+    }
+}

@@ -1,0 +1,102 @@
+//! A shard's dedicated backend connections: one per client that holds server state (WATCH) or
+//! blocks (BLPOP ...), for as long as it does. A few stay open and idle (warm) so pinning a
+//! client costs no connect; at most `--max-pinned` are in use at once. A connection goes back
+//! to the idle set only if its user left it clean (no transaction or watch open, no reply
+//! pending, its own db); any other is closed, never handed to someone else.
+
+use crate::backend::supervisor::{close, run_dedicated};
+use crate::backend::{Conn, Status};
+use crate::deliver::Waiter;
+use crate::shard::Shard;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+pub type Dedicated = Rc<Conn<Waiter>>;
+
+pub struct Pool {
+    idle: RefCell<Vec<Dedicated>>,
+    busy: RefCell<Vec<Dedicated>>,
+    opened: Cell<u64>,
+    warm: usize,
+    max: usize,
+}
+
+impl Pool {
+    pub fn new(warm: usize, max: usize) -> Self {
+        Pool {
+            idle: RefCell::new(Vec::new()),
+            busy: RefCell::new(Vec::new()),
+            opened: Cell::new(0),
+            warm,
+            max,
+        }
+    }
+
+    /// A dedicated connection to `db`, or `None` past `--max-pinned`. It may still be
+    /// connecting: requests queue until it is up (or fail with its error).
+    pub fn acquire(&self, shard: &Rc<Shard>, db: u32) -> Option<Dedicated> {
+        if self.busy.borrow().len() >= self.max {
+            return None;
+        }
+        let reuse = {
+            let mut idle = self.idle.borrow_mut();
+            idle.retain(|c| c.status() != Status::Closed);
+            idle.iter()
+                .position(|c| c.params.db == db)
+                .map(|i| idle.swap_remove(i))
+        };
+        let conn = reuse.unwrap_or_else(|| self.open(shard, db));
+        self.busy.borrow_mut().push(conn.clone());
+        Some(conn)
+    }
+
+    fn open(&self, shard: &Rc<Shard>, db: u32) -> Dedicated {
+        let n = self.opened.get() + 1;
+        self.opened.set(n);
+        let label = format!("shard {} dedicated #{n} (db {db})", shard.id);
+        let conn = Rc::new(Conn::new(shard.params(db, false, label), usize::MAX));
+        monoio::spawn(run_dedicated(conn.clone(), shard.clone()));
+        conn
+    }
+
+    /// Gives a connection back. `clean`: its user left no state on it.
+    pub fn release(&self, shard: &Shard, conn: &Dedicated, clean: bool) {
+        {
+            let mut busy = self.busy.borrow_mut();
+            if let Some(i) = busy.iter().position(|c| Rc::ptr_eq(c, conn)) {
+                busy.swap_remove(i);
+            }
+        }
+        let reusable = clean
+            && conn.status() == Status::Up
+            && conn.in_flight() == 0
+            && conn.params.db == shard.cfg.redis.db
+            && self.idle.borrow().len() < self.warm;
+        if reusable {
+            self.idle.borrow_mut().push(conn.clone());
+        } else {
+            close(&**conn, shard, "dedicated connection released");
+        }
+    }
+
+    /// Keeps `--backend-idle-connections` warm ones open.
+    pub fn top_up(&self, shard: &Rc<Shard>) {
+        let mut idle = self.idle.borrow_mut();
+        idle.retain(|c| c.status() != Status::Closed);
+        while idle.len() < self.warm {
+            let db = shard.cfg.redis.db;
+            idle.push(self.open(shard, db));
+        }
+    }
+
+    /// Every dedicated connection, for timeouts.
+    pub fn each(&self, mut f: impl FnMut(&Dedicated)) {
+        for c in self.busy.borrow().iter().chain(self.idle.borrow().iter()) {
+            f(c);
+        }
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.busy.borrow().len()
+    }
+}
