@@ -220,23 +220,50 @@ impl RedisServer {
         self.connect().cmd(args)
     }
 
+    /// The value of `field` in `INFO <section>`, if present.
+    pub fn info(&self, section: &str, field: &str) -> Option<String> {
+        let info = match self.cmd(&["INFO", section]) {
+            Reply::Bulk(Some(b)) => String::from_utf8(b).expect("INFO is utf-8"),
+            other => panic!("INFO {section}: unexpected reply {other:?}"),
+        };
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_string())
+    }
+
+    /// Client connections to this server, not counting the one that asks.
+    pub fn other_clients(&self) -> u64 {
+        let n: u64 = self
+            .info("clients", "connected_clients")
+            .expect("connected_clients in INFO clients")
+            .parse()
+            .expect("connected_clients:N");
+        n - 1
+    }
+
+    /// Clients blocked in a blocking command (BLPOP, ...).
+    pub fn blocked_clients(&self) -> u64 {
+        self.info("clients", "blocked_clients")
+            .expect("blocked_clients in INFO clients")
+            .parse()
+            .expect("blocked_clients:N")
+    }
+
     /// `calls=` of `cmdstat_<name>` from `INFO commandstats` (0 if absent).
     pub fn cmdstat_calls(&self, name: &str) -> u64 {
-        let info = match self.cmd(&["INFO", "commandstats"]) {
-            Reply::Bulk(Some(b)) => String::from_utf8(b).expect("INFO is utf-8"),
-            other => panic!("INFO commandstats: unexpected reply {other:?}"),
+        let Some(stats) = self.info(
+            "commandstats",
+            &format!("cmdstat_{}", name.to_ascii_lowercase()),
+        ) else {
+            return 0;
         };
-        let prefix = format!("cmdstat_{}:", name.to_ascii_lowercase());
-        for line in info.lines() {
-            if let Some(rest) = line.strip_prefix(&prefix) {
-                for field in rest.split(',') {
-                    if let Some(n) = field.strip_prefix("calls=") {
-                        return n.trim().parse().expect("calls=N");
-                    }
-                }
-            }
-        }
-        0
+        stats
+            .split(',')
+            .find_map(|f| f.strip_prefix("calls="))
+            .expect("calls= in cmdstat")
+            .parse()
+            .expect("calls=N")
     }
 }
 
@@ -625,6 +652,21 @@ impl Raw {
         self.stream.set_read_timeout(Some(t)).unwrap();
     }
 
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_addr().expect("local_addr").port()
+    }
+
+    /// Bytes written on this connection that the peer process has not read yet (in this
+    /// socket's send queue or the peer's receive queue); 0 once it took everything sent.
+    /// 0 too once the connection is gone. The peer must be on this machine.
+    pub fn unread_by_peer(&self) -> u64 {
+        let local = self.local_port();
+        let peer = self.stream.peer_addr().expect("peer_addr").port();
+        let (unacked, _) = tcp_queues(local, peer).unwrap_or_default();
+        let (_, unread) = tcp_queues(peer, local).unwrap_or_default();
+        unacked + unread
+    }
+
     /// A second handle on the socket, e.g. to write from another thread.
     pub fn writer(&self) -> TcpStream {
         self.stream.try_clone().expect("clone TcpStream")
@@ -849,6 +891,32 @@ pub fn assert_err_prefix(r: &Reply, prefix: &str) {
         Reply::Error(e) if e.starts_with(prefix) => {}
         other => panic!("expected an error starting with {prefix:?}, got {other:?}"),
     }
+}
+
+/// Kernel queues of the established IPv4 TCP socket `local_port` -> `remote_port` (from
+/// /proc/net/tcp): (sent but not yet acknowledged, received but not yet read) bytes.
+pub fn tcp_queues(local_port: u16, remote_port: u16) -> Option<(u64, u64)> {
+    const ESTABLISHED: &str = "01";
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5
+            || f[3] != ESTABLISHED
+            || port_of(f[1]) != Some(local_port)
+            || port_of(f[2]) != Some(remote_port)
+        {
+            return None;
+        }
+        let (tx, rx) = f[4].split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
 }
 
 /// Polls `f` every 20ms until it returns true or `timeout` elapses.
