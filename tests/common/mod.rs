@@ -625,6 +625,8 @@ pub struct Raw {
     stream: TcpStream,
     buf: Vec<u8>,
     pos: usize,
+    /// (local, peer) ports, kept for after the connection is gone.
+    ports: (u16, u16),
 }
 
 fn proto_err(msg: String) -> io::Error {
@@ -641,10 +643,12 @@ impl Raw {
             .set_write_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
+        let local = stream.local_addr().expect("local_addr").port();
         Raw {
             stream,
             buf: Vec::with_capacity(64 * 1024),
             pos: 0,
+            ports: (local, port),
         }
     }
 
@@ -653,18 +657,26 @@ impl Raw {
     }
 
     pub fn local_port(&self) -> u16 {
-        self.stream.local_addr().expect("local_addr").port()
+        self.ports.0
     }
 
     /// Bytes written on this connection that the peer process has not read yet (in this
     /// socket's send queue or the peer's receive queue); 0 once it took everything sent.
     /// 0 too once the connection is gone. The peer must be on this machine.
     pub fn unread_by_peer(&self) -> u64 {
-        let local = self.local_port();
-        let peer = self.stream.peer_addr().expect("peer_addr").port();
+        let (local, peer) = self.ports;
         let (unacked, _) = tcp_queues(local, peer).unwrap_or_default();
         let (_, unread) = tcp_queues(peer, local).unwrap_or_default();
         unacked + unread
+    }
+
+    /// Bytes the peer process wrote on this connection that this client has not taken from
+    /// the kernel yet (in the peer's send queue or this socket's receive queue).
+    pub fn unread_here(&self) -> u64 {
+        let (local, peer) = self.ports;
+        let (_, unread) = tcp_queues(local, peer).unwrap_or_default();
+        let (unacked, _) = tcp_queues(peer, local).unwrap_or_default();
+        unread + unacked
     }
 
     /// A second handle on the socket, e.g. to write from another thread.
