@@ -905,30 +905,52 @@ pub fn assert_err_prefix(r: &Reply, prefix: &str) {
     }
 }
 
-/// Kernel queues of the established IPv4 TCP socket `local_port` -> `remote_port` (from
-/// /proc/net/tcp): (sent but not yet acknowledged, received but not yet read) bytes.
-pub fn tcp_queues(local_port: u16, remote_port: u16) -> Option<(u64, u64)> {
+/// The established IPv4 TCP sockets on this machine (from /proc/net/tcp), as (local port,
+/// remote port, sent but not yet acknowledged bytes, received but not yet read bytes).
+fn established_sockets() -> Vec<(u16, u16, u64, u64)> {
     const ESTABLISHED: &str = "01";
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
     let port_of = |addr: &str| {
         addr.rsplit_once(':')
             .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
     };
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 5
-            || f[3] != ESTABLISHED
-            || port_of(f[1]) != Some(local_port)
-            || port_of(f[2]) != Some(remote_port)
-        {
-            return None;
-        }
-        let (tx, rx) = f[4].split_once(':')?;
-        Some((
-            u64::from_str_radix(tx, 16).ok()?,
-            u64::from_str_radix(rx, 16).ok()?,
-        ))
-    })
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 5 || f[3] != ESTABLISHED {
+                return None;
+            }
+            let (tx, rx) = f[4].split_once(':')?;
+            Some((
+                port_of(f[1])?,
+                port_of(f[2])?,
+                u64::from_str_radix(tx, 16).ok()?,
+                u64::from_str_radix(rx, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Kernel queues of the established IPv4 TCP socket `local_port` -> `remote_port`: (sent but
+/// not yet acknowledged, received but not yet read) bytes; `None` once it is no longer
+/// established.
+pub fn tcp_queues(local_port: u16, remote_port: u16) -> Option<(u64, u64)> {
+    established_sockets()
+        .into_iter()
+        .find(|&(l, r, _, _)| l == local_port && r == remote_port)
+        .map(|(_, _, tx, rx)| (tx, rx))
+}
+
+/// Bytes received but not yet read on all established connections of a server listening on
+/// `port` (e.g. requests a frozen redis-server has not taken).
+pub fn unread_at(port: u16) -> u64 {
+    established_sockets()
+        .into_iter()
+        .filter(|&(l, _, _, _)| l == port)
+        .map(|(_, _, _, rx)| rx)
+        .sum()
 }
 
 /// Polls `f` every 20ms until it returns true or `timeout` elapses.
