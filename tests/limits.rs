@@ -369,6 +369,37 @@ fn slow_reader_is_paused_not_dropped() {
     );
 }
 
+/// Cache hits queued behind a request that waits for Redis are unsent replies like any other:
+/// they pause the client at half the limit too, rather than pile up past the limit and get a
+/// client that reads its replies dropped.
+#[test]
+fn hits_behind_a_forwarded_request_pause_the_client() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(
+        redis.port(),
+        &["--threads", "1", "--client-output-limit", "1048576"],
+    );
+    let value = cached_big_value(&redis, &proxy);
+    // 10 MB of replies, ten times the limit, each hit behind an INCR.
+    const N: i64 = 100;
+    let mut bytes = Vec::new();
+    for _ in 0..N {
+        bytes.extend(encode(&["INCR", "n"]));
+        bytes.extend(encode(&["GET", "big"]));
+    }
+    let mut c = proxy.connect();
+    c.send(&bytes);
+    for i in 1..=N {
+        for want in [Reply::Int(i), Reply::bulk(&value)] {
+            let got = c.try_read_reply().unwrap_or_else(|e| {
+                panic!("dropped at pair {i} of {N}, though reading its replies: {e}")
+            });
+            assert_eq!(got, want, "pair {i}");
+        }
+    }
+    assert_eq!(c.cmd(&["PING"]), Reply::pong());
+}
+
 /// Clients that pipeline 200 MB of replies each and never read are paused, then dropped
 /// after the proxy's 2 s limit; meanwhile others are served and memory stays bounded.
 #[test]
