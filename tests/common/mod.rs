@@ -242,14 +242,6 @@ impl RedisServer {
         n - 1
     }
 
-    /// Clients blocked in a blocking command (BLPOP, ...).
-    pub fn blocked_clients(&self) -> u64 {
-        self.info("clients", "blocked_clients")
-            .expect("blocked_clients in INFO clients")
-            .parse()
-            .expect("blocked_clients:N")
-    }
-
     /// `calls=` of `cmdstat_<name>` from `INFO commandstats` (0 if absent).
     pub fn cmdstat_calls(&self, name: &str) -> u64 {
         let Some(stats) = self.info(
@@ -656,10 +648,6 @@ impl Raw {
         self.stream.set_read_timeout(Some(t)).unwrap();
     }
 
-    pub fn local_port(&self) -> u16 {
-        self.ports.0
-    }
-
     /// Bytes written on this connection that the peer process has not read yet (in this
     /// socket's send queue or the peer's receive queue); 0 once it took everything sent.
     /// 0 too once the connection is gone. The peer must be on this machine.
@@ -668,15 +656,6 @@ impl Raw {
         let (unacked, _) = tcp_queues(local, peer).unwrap_or_default();
         let (_, unread) = tcp_queues(peer, local).unwrap_or_default();
         unacked + unread
-    }
-
-    /// Bytes the peer process wrote on this connection that this client has not taken from
-    /// the kernel yet (in the peer's send queue or this socket's receive queue).
-    pub fn unread_here(&self) -> u64 {
-        let (local, peer) = self.ports;
-        let (_, unread) = tcp_queues(local, peer).unwrap_or_default();
-        let (unacked, _) = tcp_queues(peer, local).unwrap_or_default();
-        unread + unacked
     }
 
     /// A second handle on the socket, e.g. to write from another thread.
