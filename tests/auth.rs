@@ -242,7 +242,6 @@ fn backend_password_from_url() {
         let r = p.cmd(&["SET", "a", "2"]);
         if r != Reply::ok() {
             assert_err_prefix(&r, "ERR backend");
-            std::thread::sleep(Duration::from_millis(50));
         }
         r == Reply::ok()
     });
@@ -259,8 +258,20 @@ fn wrong_backend_password_is_never_shown() {
     let url = format!("redis://:{WRONG_PW}@127.0.0.1:{}", redis.port());
     let proxy = Proxy::start_with(&url, &["--threads", "2", "--connect-timeout", "300ms"], &[]);
     let mut replies = Vec::new();
+    let mut d = redis.connect();
+    let mut connections = || -> u64 {
+        match d.cmd(&["INFO", "stats"]) {
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(&b)
+                .lines()
+                .find_map(|l| l.strip_prefix("total_connections_received:"))
+                .and_then(|n| n.trim().parse().ok())
+                .expect("total_connections_received in INFO stats"),
+            other => panic!("INFO stats: {other:?}"),
+        }
+    };
     // A few rounds, across reconnection attempts, on a few connections.
     for round in 0..5 {
+        let attempts = connections();
         let mut p = proxy.connect();
         for args in [
             &["GET", "k"][..],
@@ -278,7 +289,12 @@ fn wrong_backend_password_is_never_shown() {
                 "the error should say authentication failed: {r:?}"
             );
         }
-        std::thread::sleep(Duration::from_millis(150));
+        // The next round after the proxy tried to connect again.
+        let retried = wait_until(Duration::from_secs(5), || connections() > attempts);
+        assert!(
+            retried,
+            "round {round}: the proxy stopped trying to connect"
+        );
     }
     assert_eq!(proxy.connect().cmd(&["PING"]), Reply::pong());
     let log = proxy.log_contents();

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::thread;
 use std::time::{Duration, Instant};
 
 const ARGS: &[&str] = &[
@@ -93,7 +92,6 @@ fn recovers_after_redis_restart() {
             return true;
         }
         assert_backend_err(&last);
-        thread::sleep(Duration::from_millis(100));
         false
     });
     assert!(
@@ -120,11 +118,7 @@ fn stale_cache_not_served_after_restart() {
     assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("old"));
     redis.restart();
     let ok = wait_until(Duration::from_secs(5), || {
-        let r = p.cmd(&["SET", "probe", "1"]);
-        if r != Reply::ok() {
-            thread::sleep(Duration::from_millis(100));
-        }
-        r == Reply::ok()
+        p.cmd(&["SET", "probe", "1"]) == Reply::ok()
     });
     assert!(ok, "did not recover after restart");
     assert_eq!(redis.cmd(&["GET", "k"]), Reply::nil());
@@ -175,7 +169,10 @@ fn in_flight_requests_get_errors_never_wrong_replies() {
         }
     }
     p.send(&bytes);
-    thread::sleep(Duration::from_millis(300));
+    // Kill redis once the proxy has taken the whole pipeline: every forwarded request is then
+    // in flight.
+    let taken = wait_until(Duration::from_secs(5), || p.unread_by_peer() == 0);
+    assert!(taken, "the proxy did not read the pipeline");
     redis.kill();
 
     let mut errors = 0;
@@ -225,7 +222,12 @@ fn disconnecting_client_with_pending_requests_does_not_disturb_others() {
                 bytes.extend(encode(&["INCR", "quitter-counter"]));
             }
             quitter.send(&bytes);
-            thread::sleep(Duration::from_millis(50));
+            // Its requests reached the frozen redis: they are pending.
+            let pending = wait_until(Duration::from_secs(5), || unread_at(redis.port()) > 0);
+            assert!(
+                pending,
+                "round {round}: the quitter's requests never reached redis"
+            );
         } // dropped with everything pending
         let mut bytes = Vec::new();
         let mut expected = Vec::new();
@@ -237,7 +239,11 @@ fn disconnecting_client_with_pending_requests_does_not_disturb_others() {
             expected.push(Reply::Int(i as i64 + 1));
         }
         good.send(&bytes);
-        thread::sleep(Duration::from_millis(50));
+        // Queued behind the quitter's orphaned requests before redis answers any of them.
+        let queued = wait_until(Duration::from_secs(5), || {
+            good.unread_by_peer() < bytes.len() as u64
+        });
+        assert!(queued, "round {round}: the proxy took none of the pipeline");
         redis.cont();
         for (i, want) in expected.iter().enumerate() {
             assert_eq!(&good.read_reply(), want, "round {round}, reply #{i}");
@@ -296,9 +302,6 @@ fn frozen_redis_times_out_and_recovers() {
     let mut last = Reply::nil();
     let ok = wait_until(Duration::from_secs(5), || {
         last = p.cmd(&["SET", "x", "1"]);
-        if last != Reply::ok() {
-            thread::sleep(Duration::from_millis(100));
-        }
         last == Reply::ok()
     });
     assert!(ok, "no recovery after SIGCONT; last {last:?}");

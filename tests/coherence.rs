@@ -212,6 +212,9 @@ fn key_ttl_bounds_cached_lifetime(extra: &[&str]) {
         );
     }
 
+    // The key's own expiry is what is tested: wait out its 400ms (a minimum, so a slow
+    // machine only waits longer). No probe of Redis meanwhile, which would expire the key there
+    // and send the proxy an invalidation.
     thread::sleep(Duration::from_millis(550).saturating_sub(set_at.elapsed()));
     assert_eq!(
         p.cmd(&["GET", "k"]),
@@ -318,6 +321,7 @@ fn fetch_racing_a_write_never_fills_the_cache() {
         );
         last = new;
     }
+    // Nothing to wait for: this gives a late stale fill, which should never come, time to land.
     thread::sleep(Duration::from_millis(50));
     assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk(&last));
     assert_eq!(d.cmd(&["GET", "k"]), Reply::bulk(&last));
@@ -379,7 +383,7 @@ fn fetches_racing_direct_writes_converge() {
     if let Err(got) = poll_get(&mut p, "k", &want, Duration::from_secs(1)) {
         panic!("after {reads} reads the proxy serves {got:?}, Redis holds {want:?}: stale fill");
     }
-    // And it stays there.
+    // And it stays there (nothing to wait for: a late stale fill should never come).
     thread::sleep(Duration::from_millis(100));
     assert_eq!(p.cmd(&["GET", "k"]), want);
 }
@@ -405,7 +409,12 @@ fn concurrent_misses_share_one_fetch() {
         for c in conns.iter_mut() {
             c.send_cmd(&["GET", "hot"]);
         }
-        thread::sleep(Duration::from_millis(250));
+        // The fetch is in the frozen Redis' socket and the proxy has read every GET (it
+        // handles what it reads without waiting on anything else).
+        let all_read = wait_until(Duration::from_secs(5), || {
+            unread_at(redis.port()) > 0 && conns.iter().all(|c| c.unread_by_peer() == 0)
+        });
+        assert!(all_read, "the GETs did not all reach the proxy");
     }));
     redis.cont();
     resumed.unwrap();
@@ -555,6 +564,8 @@ fn invalidation_off_is_ttl_only() {
             "without tracking a direct write is seen only after --expire (documented)"
         );
     }
+    // --expire is what is tested: wait out its 300ms (a minimum, so a slow machine only
+    // waits longer).
     thread::sleep(Duration::from_millis(450).saturating_sub(cached_at.elapsed()));
     assert_eq!(
         p.cmd(&["GET", "k"]),

@@ -6,9 +6,51 @@ use common::*;
 use std::io::Write;
 use std::thread;
 
-fn smoke(env: &[(&str, &str)]) {
+/// The I/O driver the proxy's start-up line names (`... 1 shard(s) on <driver>, ...`).
+fn driver_in_log(proxy: &Proxy) -> String {
+    let log = proxy.log_contents();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" listening on "))
+        .unwrap_or_else(|| panic!("no start-up line in the log:\n{log}"));
+    line.split_once(" shard(s) on ")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no driver in the start-up line {line:?}"))
+        .to_string()
+}
+
+/// Whether this kernel lets a process set up an io_uring with the operations monoio's driver
+/// needs (it may be too old, or io_uring refused by a seccomp profile or
+/// `kernel.io_uring_disabled`): then the proxy must use io_uring, otherwise epoll.
+fn io_uring_allowed() -> bool {
+    use io_uring::opcode::*;
+    let Ok(ring) = io_uring::IoUring::new(8) else {
+        return false;
+    };
+    let mut probe = io_uring::Probe::new();
+    if ring.submitter().register_probe(&mut probe).is_err() {
+        return false;
+    }
+    [
+        Accept::CODE,
+        AsyncCancel::CODE,
+        Close::CODE,
+        Connect::CODE,
+        Read::CODE,
+        Recv::CODE,
+        Send::CODE,
+        Timeout::CODE,
+        Write::CODE,
+        Writev::CODE,
+    ]
+    .iter()
+    .all(|&op| probe.is_supported(op))
+}
+
+fn smoke(env: &[(&str, &str)], driver: &str) {
     let redis = RedisServer::start();
     let proxy = Proxy::start_env(redis.port(), &["--threads", "1", "--expire", "1h"], env);
+    assert_eq!(driver_in_log(&proxy), driver, "driver ({env:?})");
     let mut p = proxy.connect();
 
     assert_eq!(p.cmd(&["PING"]), Reply::pong());
@@ -57,10 +99,15 @@ fn smoke(env: &[(&str, &str)]) {
 
 #[test]
 fn default_driver_smoke() {
-    smoke(&[]);
+    let driver = if io_uring_allowed() {
+        "io_uring"
+    } else {
+        "epoll"
+    };
+    smoke(&[], driver);
 }
 
 #[test]
 fn legacy_driver_smoke() {
-    smoke(&[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
+    smoke(&[("MONOIO_FORCE_LEGACY_DRIVER", "1")], "epoll");
 }

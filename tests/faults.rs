@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -54,6 +54,11 @@ struct Control {
     /// Set (for good) just before a fault is injected: from then on data may be lost and
     /// requests may fail, so only the "never another request's reply" checks apply.
     faulted: AtomicBool,
+    /// Pipelines each loader completed without an error reply, so far.
+    clean: Vec<AtomicU64>,
+    /// Error replies, and backend timeouts among them, over all loaders so far.
+    errors: AtomicU64,
+    timeouts: AtomicU64,
 }
 
 /// What one pipeline of one loader saw.
@@ -257,6 +262,7 @@ impl Loader {
                     errors += 1;
                     if e.starts_with("ERR backend timeout") {
                         res.timeouts += 1;
+                        ctl.timeouts.fetch_add(1, Ordering::SeqCst);
                     }
                 }
                 if let Err(p) = self.check(req, r, strict) {
@@ -268,6 +274,10 @@ impl Loader {
             }
             res.errors += errors as u64;
             res.pipelines.push(PipelineLog { sent, done, errors });
+            if errors == 0 {
+                ctl.clean[self.t].fetch_add(1, Ordering::SeqCst);
+            }
+            ctl.errors.fetch_add(errors as u64, Ordering::SeqCst);
         }
         // Nothing extra may follow: a duplicated reply would show up here instead of PONG.
         if res.problems.is_empty() {
@@ -298,7 +308,10 @@ struct Load {
 
 impl Load {
     fn start(port: u16, n: usize) -> Load {
-        let ctl = Arc::new(Control::default());
+        let ctl = Arc::new(Control {
+            clean: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            ..Control::default()
+        });
         let handles = (0..n)
             .map(|t| {
                 let ctl = ctl.clone();
@@ -310,6 +323,45 @@ impl Load {
 
     fn fault(&self) {
         self.ctl.faulted.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until every loader has completed `n` more error-free pipelines than now.
+    #[track_caller]
+    fn wait_clean_pipelines(&self, n: u64, what: &str) {
+        let base: Vec<u64> = self
+            .ctl
+            .clean
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect();
+        let ok = wait_until(Duration::from_secs(20), || {
+            self.ctl
+                .clean
+                .iter()
+                .zip(&base)
+                .all(|(c, b)| c.load(Ordering::SeqCst) >= b + n)
+        });
+        let now: Vec<u64> = self
+            .ctl
+            .clean
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .collect();
+        assert!(
+            ok,
+            "{what}: not every loader completed {n} error-free pipelines in 20s (from {base:?} \
+             to {now:?})"
+        );
+    }
+
+    /// Waits until some loader has received an error reply (`timeouts`: a backend timeout).
+    fn wait_errors(&self, timeouts: bool, timeout: Duration) -> bool {
+        let counter = if timeouts {
+            &self.ctl.timeouts
+        } else {
+            &self.ctl.errors
+        };
+        wait_until(timeout, || counter.load(Ordering::SeqCst) > 0)
     }
 
     fn finish(self) -> Vec<LoaderResult> {
@@ -387,15 +439,21 @@ fn redis_killed_and_restarted_under_load() {
     let mut redis = RedisServer::start();
     let proxy = Proxy::start(redis.port(), FAULT_ARGS);
     let load = Load::start(proxy.port(), LOADERS);
-    thread::sleep(Duration::from_millis(700));
+    load.wait_clean_pipelines(3, "before the fault");
 
     load.fault();
     redis.kill();
+    // The outage is the thing under test: long enough for reconnection attempts to fail
+    // (--connect-timeout 300ms), and until requests fail.
     thread::sleep(Duration::from_millis(500));
+    assert!(
+        load.wait_errors(false, Duration::from_secs(10)),
+        "redis was down yet no request failed"
+    );
     redis.restart();
     let restarted = Instant::now();
     let recovery = time_to_recover(&proxy, Duration::from_secs(5));
-    thread::sleep(Duration::from_secs(2));
+    load.wait_clean_pipelines(3, "after the restart");
     let results = load.finish();
     eprintln!(
         "kill/restart: {}; service back {recovery:?} after the restart",
@@ -421,15 +479,19 @@ fn redis_frozen_under_load_times_out_and_resumes() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port(), FAULT_ARGS);
     let load = Load::start(proxy.port(), LOADERS);
-    thread::sleep(Duration::from_millis(700));
+    load.wait_clean_pipelines(3, "before the fault");
 
     load.fault();
     redis.stop();
-    thread::sleep(Duration::from_secs(2));
+    let frozen = Instant::now();
+    // Frozen for longer than --backend-timeout (1s) is the thing under test: at least 2s, and
+    // until requests time out.
+    let timed_out = load.wait_errors(true, Duration::from_secs(10));
+    thread::sleep(Duration::from_secs(2).saturating_sub(frozen.elapsed()));
     redis.cont();
     let thawed = Instant::now();
     let recovery = time_to_recover(&proxy, Duration::from_secs(5));
-    thread::sleep(Duration::from_secs(2));
+    load.wait_clean_pipelines(3, "after SIGCONT");
     let results = load.finish();
     eprintln!(
         "SIGSTOP 2s: {}; service back {recovery:?} after SIGCONT",
@@ -439,8 +501,10 @@ fn redis_frozen_under_load_times_out_and_resumes() {
     assert_no_problems(&results);
     let timeouts: u64 = results.iter().map(|r| r.timeouts).sum();
     assert!(
-        timeouts > 0,
-        "redis was frozen for 2s (> --backend-timeout 1s) yet no request got -ERR backend timeout"
+        timed_out && timeouts > 0,
+        "redis was frozen for {:?} (> --backend-timeout 1s) yet no request got -ERR backend \
+         timeout",
+        thawed - frozen
     );
     for (t, r) in results.iter().enumerate() {
         assert!(
@@ -479,6 +543,7 @@ fn cache_hits_served_while_redis_is_dead() {
             "hit #{i} took {:?}",
             start.elapsed()
         );
+        // Spreading the hits over time is the point: across failed reconnection attempts.
         if i % 10 == 0 {
             thread::sleep(Duration::from_millis(100));
         }
@@ -533,11 +598,12 @@ fn vanishing_clients_do_not_disturb_others() {
                 }
             }
             drop(c);
+            // Paces the rounds, so the loader runs between them.
             thread::sleep(Duration::from_millis(30));
         }
     });
     vanisher.join().unwrap();
-    thread::sleep(Duration::from_millis(300));
+    load.wait_clean_pipelines(3, "after the vanishing clients");
     let results = load.finish();
     eprintln!("vanishing clients: {}", summary(&results));
     assert_no_problems(&results);
@@ -608,6 +674,7 @@ fn slow_loris_does_not_delay_others() {
             thread::spawn(move || {
                 let mut c = Raw::connect(port);
                 let cmd = encode(&["SET", &format!("slow:{l}"), &format!("slow-value-{l}")]);
+                // Trickling for seconds is the point.
                 for b in &cmd {
                     c.send(&[*b]);
                     thread::sleep(Duration::from_millis(50));
@@ -637,6 +704,7 @@ fn slow_loris_does_not_delay_others() {
         );
         worst = worst.max(t.elapsed());
         i += 1;
+        // Pacing: many round trips while the slow clients trickle.
         thread::sleep(Duration::from_millis(5));
     }
     for h in lorises {

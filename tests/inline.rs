@@ -2,6 +2,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 fn setup() -> (RedisServer, Proxy, Raw) {
     let redis = RedisServer::start();
@@ -83,7 +84,8 @@ fn inline_split_across_writes() {
         b"T split\r\n",
     ] {
         p.send(chunk);
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Each piece in a read of its own: let the proxy take it before sending the next.
+        assert!(wait_until(Duration::from_secs(5), || p.unread_by_peer() == 0));
     }
     assert_eq!(p.read_reply(), Reply::ok());
     assert_eq!(p.read_reply(), Reply::bulk("value"));

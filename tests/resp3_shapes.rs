@@ -103,7 +103,9 @@ impl ByteConn {
                     Ok(Some(len)) => return self.buf.drain(..len).collect(),
                     Ok(None) => {}
                     Err(_) => {
-                        // Not RESP2: hand back what arrived so the comparison shows it.
+                        // Not RESP2: hand back what arrived so the comparison shows it
+                        // (after a moment for the rest of it; only the failure message needs
+                        // it, so there is no condition to wait for).
                         std::thread::sleep(Duration::from_millis(50));
                         self.stream.set_nonblocking(true).unwrap();
                         let mut chunk = [0u8; 16 * 1024];

@@ -160,6 +160,7 @@ rw_case!(getdel, Some("old"), |rw| {
 });
 rw_case!(getex_with_px, Some("old"), |rw| {
     assert_eq!(rw.write(&["GETEX", "k", "PX", "100"]), Reply::bulk("old"));
+    // The expiry is the write under test: wait it out (a minimum, so never too short).
     sleep(Duration::from_millis(250));
 });
 rw_case!(del, Some("old"), |rw| {
@@ -176,14 +177,17 @@ rw_case!(expire_zero_deletes, Some("old"), |rw| {
 });
 rw_case!(pexpire, Some("old"), |rw| {
     assert_eq!(rw.write(&["PEXPIRE", "k", "100"]), Reply::Int(1));
+    // The expiry is the write under test: wait it out (a minimum, so never too short).
     sleep(Duration::from_millis(250));
 });
 rw_case!(pexpire_then_recached, Some("old"), |rw| {
-    assert_eq!(rw.write(&["PEXPIRE", "k", "200"]), Reply::Int(1));
+    // Long enough for the two GETs below to come first, even on a slow machine.
+    assert_eq!(rw.write(&["PEXPIRE", "k", "500"]), Reply::Int(1));
     // Re-cache while the key still lives, then let it expire in redis.
     assert_eq!(rw.p.cmd(&["GET", "k"]), Reply::bulk("old"));
     assert_eq!(rw.p.cmd(&["GET", "k"]), Reply::bulk("old"));
-    sleep(Duration::from_millis(350));
+    // The expiry is the write under test: wait it out (a minimum, so never too short).
+    sleep(Duration::from_millis(650));
 });
 rw_case!(expireat_past, Some("old"), |rw| {
     assert_eq!(rw.write(&["EXPIREAT", "k", "1"]), Reply::Int(1));
@@ -199,9 +203,11 @@ mod persist {
     // there after the original TTL would have passed.
     fn run(tracking: bool) {
         let mut rw = Rw::new(tracking);
-        let before = rw.cache_with(Some("old"), &["PX", "300"]);
+        // Long enough for PERSIST to come first, even on a slow machine.
+        let before = rw.cache_with(Some("old"), &["PX", "1000"]);
         assert_eq!(rw.write(&["PERSIST", "k"]), Reply::Int(1));
-        sleep(Duration::from_millis(450));
+        // Past the TTL PERSIST removed is the point (a minimum, so never too short).
+        sleep(Duration::from_millis(1200));
         assert_eq!(rw.d.cmd(&["GET", "k"]), Reply::bulk("old"));
         rw.check(&before, false);
     }

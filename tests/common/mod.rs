@@ -220,23 +220,42 @@ impl RedisServer {
         self.connect().cmd(args)
     }
 
+    /// The value of `field` in `INFO <section>`, if present.
+    pub fn info(&self, section: &str, field: &str) -> Option<String> {
+        let info = match self.cmd(&["INFO", section]) {
+            Reply::Bulk(Some(b)) => String::from_utf8(b).expect("INFO is utf-8"),
+            other => panic!("INFO {section}: unexpected reply {other:?}"),
+        };
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_string())
+    }
+
+    /// Client connections to this server, not counting the one that asks.
+    pub fn other_clients(&self) -> u64 {
+        let n: u64 = self
+            .info("clients", "connected_clients")
+            .expect("connected_clients in INFO clients")
+            .parse()
+            .expect("connected_clients:N");
+        n - 1
+    }
+
     /// `calls=` of `cmdstat_<name>` from `INFO commandstats` (0 if absent).
     pub fn cmdstat_calls(&self, name: &str) -> u64 {
-        let info = match self.cmd(&["INFO", "commandstats"]) {
-            Reply::Bulk(Some(b)) => String::from_utf8(b).expect("INFO is utf-8"),
-            other => panic!("INFO commandstats: unexpected reply {other:?}"),
+        let Some(stats) = self.info(
+            "commandstats",
+            &format!("cmdstat_{}", name.to_ascii_lowercase()),
+        ) else {
+            return 0;
         };
-        let prefix = format!("cmdstat_{}:", name.to_ascii_lowercase());
-        for line in info.lines() {
-            if let Some(rest) = line.strip_prefix(&prefix) {
-                for field in rest.split(',') {
-                    if let Some(n) = field.strip_prefix("calls=") {
-                        return n.trim().parse().expect("calls=N");
-                    }
-                }
-            }
-        }
-        0
+        stats
+            .split(',')
+            .find_map(|f| f.strip_prefix("calls="))
+            .expect("calls= in cmdstat")
+            .parse()
+            .expect("calls=N")
     }
 }
 
@@ -598,6 +617,8 @@ pub struct Raw {
     stream: TcpStream,
     buf: Vec<u8>,
     pos: usize,
+    /// (local, peer) ports, kept for after the connection is gone.
+    ports: (u16, u16),
 }
 
 fn proto_err(msg: String) -> io::Error {
@@ -614,15 +635,27 @@ impl Raw {
             .set_write_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
+        let local = stream.local_addr().expect("local_addr").port();
         Raw {
             stream,
             buf: Vec::with_capacity(64 * 1024),
             pos: 0,
+            ports: (local, port),
         }
     }
 
     pub fn set_read_timeout(&self, t: Duration) {
         self.stream.set_read_timeout(Some(t)).unwrap();
+    }
+
+    /// Bytes written on this connection that the peer process has not read yet (in this
+    /// socket's send queue or the peer's receive queue); 0 once it took everything sent.
+    /// 0 too once the connection is gone. The peer must be on this machine.
+    pub fn unread_by_peer(&self) -> u64 {
+        let (local, peer) = self.ports;
+        let (unacked, _) = tcp_queues(local, peer).unwrap_or_default();
+        let (_, unread) = tcp_queues(peer, local).unwrap_or_default();
+        unacked + unread
     }
 
     /// A second handle on the socket, e.g. to write from another thread.
@@ -849,6 +882,54 @@ pub fn assert_err_prefix(r: &Reply, prefix: &str) {
         Reply::Error(e) if e.starts_with(prefix) => {}
         other => panic!("expected an error starting with {prefix:?}, got {other:?}"),
     }
+}
+
+/// The established IPv4 TCP sockets on this machine (from /proc/net/tcp), as (local port,
+/// remote port, sent but not yet acknowledged bytes, received but not yet read bytes).
+fn established_sockets() -> Vec<(u16, u16, u64, u64)> {
+    const ESTABLISHED: &str = "01";
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 5 || f[3] != ESTABLISHED {
+                return None;
+            }
+            let (tx, rx) = f[4].split_once(':')?;
+            Some((
+                port_of(f[1])?,
+                port_of(f[2])?,
+                u64::from_str_radix(tx, 16).ok()?,
+                u64::from_str_radix(rx, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Kernel queues of the established IPv4 TCP socket `local_port` -> `remote_port`: (sent but
+/// not yet acknowledged, received but not yet read) bytes; `None` once it is no longer
+/// established.
+pub fn tcp_queues(local_port: u16, remote_port: u16) -> Option<(u64, u64)> {
+    established_sockets()
+        .into_iter()
+        .find(|&(l, r, _, _)| l == local_port && r == remote_port)
+        .map(|(_, _, tx, rx)| (tx, rx))
+}
+
+/// Bytes received but not yet read on all established connections of a server listening on
+/// `port` (e.g. requests a frozen redis-server has not taken).
+pub fn unread_at(port: u16) -> u64 {
+    established_sockets()
+        .into_iter()
+        .filter(|&(l, _, _, _)| l == port)
+        .map(|(_, _, _, rx)| rx)
+        .sum()
 }
 
 /// Polls `f` every 20ms until it returns true or `timeout` elapses.
