@@ -22,6 +22,9 @@ const PENDING_HIGH: usize = 16 * 1024;
 /// dropped rather than left stuck.
 const STUCK: std::time::Duration = std::time::Duration::from_secs(2);
 const KEEP_BUF: usize = 1 << 20;
+/// Longest a closing connection keeps reading (and dropping) input so that its last replies
+/// are not lost to a reset.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 const TOO_BIG: &[u8] = b"ERR Protocol error: request larger than --max-request-bytes";
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
@@ -34,10 +37,36 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _slot = shard.client_connected(&client);
     let writer = monoio::spawn(write_loop(client.clone(), w));
     let mut session = Session::default();
-    read_loop(&shard, &client, &mut session, r).await;
+    let mut r = r;
+    read_loop(&shard, &client, &mut session, &mut r).await;
     session.end(&shard);
     client.close();
     writer.await;
+    if !client.is_dead() {
+        linger(&mut r).await;
+    }
+}
+
+/// The writer has sent everything and half-closed the socket. Closing it now with requests
+/// still unread (a client pipelining at shutdown) would make the kernel reset the connection
+/// and discard replies not yet delivered: read and drop input until the client closes too,
+/// for a short while at most.
+async fn linger(r: &mut ReadHalf) {
+    let deadline = std::time::Instant::now() + LINGER;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match monoio::time::timeout(left, r.half.read(buf)).await {
+            Ok((Ok(n), mut b)) if n > 0 => {
+                b.clear();
+                buf = b;
+            }
+            _ => return,
+        }
+    }
 }
 
 async fn write_loop(client: Rc<ClientShared>, mut w: WriteHalf) {
@@ -64,7 +93,7 @@ async fn read_loop(
     shard: &Rc<Shard>,
     client: &Rc<ClientShared>,
     session: &mut Session,
-    mut r: ReadHalf,
+    r: &mut ReadHalf,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = RequestScanner::new();
@@ -135,12 +164,12 @@ async fn read_loop(
                                 conn.wait_space(n).await;
                             }
                             Flow::Drain => {
-                                if !drain(shard, client, &mut r, &mut early, max_request).await {
+                                if !drain(shard, client, r, &mut early, max_request).await {
                                     return;
                                 }
                             }
                             Flow::DrainAfter => {
-                                if !drain(shard, client, &mut r, &mut early, max_request).await {
+                                if !drain(shard, client, r, &mut early, max_request).await {
                                     return; // still blocked: `Session::end` closes its connection
                                 }
                                 session.blocked = None;
@@ -211,7 +240,7 @@ fn flush(shard: &Shard, session: &Session) {
 /// dropped for leaving its replies unread for `STUCK`.
 async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
     loop {
-        let written = client.written.get();
+        let delivered = client.delivered();
         let wait = client.wait_backlog_below(pause_at, PENDING_HIGH);
         if monoio::time::timeout(STUCK, wait).await.is_ok() {
             return !client.is_dead();
@@ -219,7 +248,7 @@ async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
         // Waiting on Redis (replies held behind one still expected) is the backend timeout's
         // business, and a client that reads slowly is still reading; only output it could be
         // reading, left wholly unread, drops a client.
-        if client.has_writable_output() && client.written.get() == written {
+        if client.has_writable_output() && client.delivered() == delivered {
             client.disconnect();
             return false;
         }

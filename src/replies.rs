@@ -275,6 +275,14 @@ impl ClientShared {
         q.dead || (q.ready.len() + q.held < bytes && q.pending < replies)
     }
 
+    /// A measure of output the client has taken: moves while it reads, however slowly.
+    pub fn delivered(&self) -> u64 {
+        self.sock
+            .borrow()
+            .bytes_acked()
+            .unwrap_or_else(|| self.written.get())
+    }
+
     /// Whether reply bytes wait that the client could be reading now: queued for the writer,
     /// or in a write under way (not those held behind a reply still expected from Redis).
     pub fn has_writable_output(&self) -> bool {

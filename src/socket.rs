@@ -58,6 +58,28 @@ impl Handle {
         self.shut(libc::SHUT_RD);
     }
 
+    /// Bytes of ours the peer's TCP has acknowledged (Linux TCP_INFO): moves whenever a slow
+    /// reader takes data, even while a large write is still in progress. `None` if the socket
+    /// is gone or the kernel won't tell.
+    pub fn bytes_acked(&self) -> Option<u64> {
+        let fd = self.0.upgrade()?;
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: as in `shut`, the descriptor is this socket's; the kernel writes at most
+        // `len` bytes into `info`, which is that large.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.0,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0 && len as usize >= std::mem::size_of::<libc::tcp_info>())
+            .then_some(info.tcpi_bytes_acked)
+    }
+
     fn shut(&self, how: libc::c_int) {
         if let Some(fd) = self.0.upgrade() {
             // SAFETY: a half owning the descriptor is alive (we hold a share of its liveness),
