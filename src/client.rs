@@ -36,7 +36,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     client.authed.set(shard.cfg.requirepass.is_none());
     let _slot = shard.client_connected(&client);
     let writer = monoio::spawn(write_loop(client.clone(), w));
-    let mut session = Session::default();
+    let mut session = Session::new(shard.cfg.redis.db);
     let mut r = r;
     read_loop(&shard, &client, &mut session, &mut r).await;
     session.end(&shard);
@@ -132,6 +132,7 @@ async fn read_loop(
                 Ok(_) => {}
             }
             client.last_active.set(shard.update_clock());
+            shard.check_swaps();
             if shard.cache_on {
                 // An invalidation that reached this shard together with this read must be applied
                 // before any hit is served: let the backend reader, woken by the same batch of
@@ -230,7 +231,7 @@ async fn read_loop(
 
 /// Lets the writers of the connections the client uses send what it queued.
 fn flush(shard: &Shard, session: &Session) {
-    shard.shared.flush();
+    shard.flush_shared();
     if let Some(c) = &session.pinned {
         c.flush();
     }
@@ -282,7 +283,7 @@ async fn drain(
     early: &mut BytesMut,
     max_request: usize,
 ) -> bool {
-    shard.shared.flush();
+    shard.flush_shared();
     client.wake_writer();
     loop {
         if client.backlog().1 == 0 {

@@ -30,8 +30,12 @@ pub enum Kind {
     Read,
     /// Forwarded after the keys are dropped from this shard's cache.
     Write(Keys),
-    /// FLUSHALL / FLUSHDB: the cache is emptied, then the command is forwarded.
+    /// FLUSHALL: the cache is emptied, then the command is forwarded.
     Flush,
+    /// FLUSHDB: the db's entries are dropped, then the command is forwarded.
+    FlushDb,
+    /// SWAPDB: forwarded; every shard's cache is dropped before the reply reaches the client.
+    Swapdb,
     Ping,
     Echo,
     Quit,
@@ -172,7 +176,9 @@ fn table(name: &[u8]) -> Kind {
         b"SORT" | b"GEORADIUS" | b"GEORADIUSBYMEMBER" | b"MIGRATE" | b"LMPOP" | b"ZMPOP"
         | b"XGROUP" | b"XREADGROUP" => WALL,
         b"EVAL" | b"EVALSHA" | b"FCALL" => Kind::Write(Keys::Script),
-        b"FLUSHALL" | b"FLUSHDB" => Kind::Flush,
+        b"FLUSHALL" => Kind::Flush,
+        b"FLUSHDB" => Kind::FlushDb,
+        b"SWAPDB" => Kind::Swapdb,
 
         // Reads and server-wide commands that modify no key.
         b"STRLEN" | b"GETRANGE" | b"SUBSTR" | b"GETBIT" | b"BITCOUNT" | b"BITPOS" | b"LCS"
@@ -208,7 +214,7 @@ fn table(name: &[u8]) -> Kind {
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
         | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Kind::Blocking,
         b"DEBUG" => Kind::Refused(BLOCK),
-        b"SWAPDB" | b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" => Kind::Refused(ADMIN),
+        b"SHUTDOWN" | b"FAILOVER" | b"REPLICAOF" | b"SLAVEOF" => Kind::Refused(ADMIN),
 
         _ => WALL,
     }
@@ -367,13 +373,7 @@ mod tests {
 
     #[test]
     fn stateful_commands_are_refused() {
-        for c in [
-            "subscribe c",
-            "client list",
-            "monitor",
-            "reset",
-            "swapdb 0 1",
-        ] {
+        for c in ["subscribe c", "client list", "monitor", "reset"] {
             assert!(matches!(class(c).kind, Kind::Refused(_)), "{c}");
         }
         for c in [
@@ -389,6 +389,8 @@ mod tests {
         assert_eq!(class("xread count 1 streams s 0").kind, Kind::Read);
         assert_eq!(class("xread streams block 0").kind, Kind::Read);
         assert_eq!(class("select 0").kind, Kind::Select);
+        assert_eq!(class("swapdb 0 1").kind, Kind::Swapdb);
+        assert_eq!(class("flushdb").kind, Kind::FlushDb);
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub enum Waiter {
     /// The EXEC of a transaction: relayed element by element, and its written keys evicted
     /// again once it has run.
     Exec(Box<crate::multi::ExecReply>),
+    /// SWAPDB: every shard's cache is dropped before the client hears the reply.
+    Swapdb {
+        client: Rc<ClientShared>,
+        seq: u64,
+        proto: Proto,
+    },
     /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
     Ignore,
 }
@@ -59,6 +65,12 @@ impl Sink<Waiter> for Shard {
             } => {
                 client.complete(seq, |out| relay(frame, info, shape, resp3, proto, out));
                 self.pool.release(self, &conn, true);
+            }
+            Waiter::Swapdb { client, seq, proto } => {
+                self.swapped_dbs();
+                client.complete(seq, |out| {
+                    relay(frame, info, Shape::Plain, resp3, proto, out)
+                });
             }
             Waiter::Get(f) => on_get(self, &f, frame, info, resp3),
             Waiter::Ttl(f) => on_ttl(self, &f, frame),
@@ -96,6 +108,11 @@ impl Sink<Waiter> for Shard {
             } => {
                 client.complete(seq, |out| put_error(out, msg.as_bytes()));
                 self.pool.release(self, &conn, false);
+            }
+            Waiter::Swapdb { client, seq, .. } => {
+                // It may have run: assume it did.
+                self.swapped_dbs();
+                client.complete(seq, |out| put_error(out, msg.as_bytes()));
             }
             Waiter::Get(f) => {
                 self.inflight.borrow_mut().finish(&f);
@@ -175,5 +192,5 @@ fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
     shard
         .cache
         .borrow_mut()
-        .insert(&f.key, value, f.sent_at.wrapping_add(life));
+        .insert_in(f.db, &f.key, value, f.sent_at.wrapping_add(life));
 }

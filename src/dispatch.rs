@@ -14,13 +14,16 @@ use crate::resp::encode::{put_cached, Proto};
 use crate::resp::request::Args;
 use crate::resp::write::{put_bulk, put_command, put_error, put_header};
 use crate::shard::Shard;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::rc::Rc;
 
 /// One client's connection state, as redis-server keeps it per connection.
-#[derive(Default)]
 pub struct Session {
     pub proto: Proto,
+    /// The db the client SELECTed.
+    pub db: u32,
+    /// The pinned connection was moved to another db (SELECT while pinned): never reuse it.
+    pub pinned_dirty: bool,
     /// A transaction is being queued.
     pub multi: Option<Multi>,
     /// The client's own backend connection while it holds server state (WATCH): every
@@ -33,12 +36,30 @@ pub struct Session {
 }
 
 impl Session {
-    /// The client left: its dedicated connections go back clean, or are closed.
-    pub fn end(&mut self, shard: &Shard) {
+    pub fn new(db: u32) -> Self {
+        Session {
+            proto: Proto::Resp2,
+            db,
+            pinned_dirty: false,
+            multi: None,
+            pinned: None,
+            watching: false,
+            blocked: None,
+        }
+    }
+
+    /// Releases the pinned connection (the client's state on it is gone).
+    fn unpin(&mut self, shard: &Shard, clean: bool) {
         if let Some(c) = self.pinned.take() {
-            let clean = !self.watching && self.multi.is_none();
+            let clean = clean && !std::mem::take(&mut self.pinned_dirty);
             shard.pool.release(shard, &c, clean);
         }
+    }
+
+    /// The client left: its dedicated connections go back clean, or are closed.
+    pub fn end(&mut self, shard: &Shard) {
+        let clean = !self.watching && self.multi.is_none();
+        self.unpin(shard, clean);
         if let Some(c) = self.blocked.take() {
             if c.in_flight() > 0 {
                 // Still blocked: the reply would go to no one; never pool it.
@@ -84,9 +105,7 @@ pub fn dispatch(
         if client.backlog().1 > 0 {
             return Flow::Drain;
         }
-        if let Some(c) = s.pinned.take() {
-            shard.pool.release(shard, &c, true);
-        }
+        s.unpin(shard, true);
     }
     let proto = s.proto;
     match class.kind {
@@ -103,8 +122,20 @@ pub fn dispatch(
             return Flow::Next;
         }
         Kind::Select => {
-            client.push_local(|o| select(shard, &args, o));
-            return Flow::Next;
+            let Some(db) = select(shard, &args, client) else {
+                return Flow::Next;
+            };
+            s.db = db;
+            match &s.pinned {
+                Some(c) => {
+                    s.pinned_dirty = true;
+                    return forward_on(c, client, args, raw, class.shape, proto);
+                }
+                None => {
+                    client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+                    return Flow::Next;
+                }
+            }
         }
         Kind::Refused(why) => {
             refuse(client, &args, why);
@@ -138,7 +169,7 @@ pub fn dispatch(
             if client.backlog().1 > 0 {
                 return Flow::Drain;
             }
-            let Some(c) = shard.pool.acquire(shard, shard.cfg.redis.db) else {
+            let Some(c) = shard.pool.acquire(shard, s.db) else {
                 client.push_local(|o| put_error(o, b"ERR max pinned connections reached"));
                 return Flow::Next;
             };
@@ -155,24 +186,45 @@ pub fn dispatch(
         return pinned(shard, client, s, &c, args, raw, class.kind, class.shape);
     }
     let cache_on = shard.cache_on;
+    let conn = &shard.conn_for(s.db);
+    // Dbs past 255 are not cached (the cache keeps the db in a byte).
+    let cache_db = u8::try_from(s.db).ok().filter(|_| cache_on);
     match class.kind {
-        Kind::Get if cache_on => get(shard, client, args, raw, proto),
-        Kind::Mget if cache_on => mget(shard, client, args, raw, proto),
+        Kind::Get if cache_db.is_some() => get(shard, conn, s, client, args, raw),
+        Kind::Mget if cache_db.is_some() => mget(shard, conn, s, client, args, raw),
         Kind::Write(keys) => {
-            if let Some(flow) = not_admitted(&shard.shared, client, 1) {
+            if let Some(flow) = not_admitted(conn, client, 1) {
                 return flow;
             }
             if cache_on {
                 invalidate(shard, &args, keys);
             }
-            forward(shard, client, args, raw, class.shape, proto)
+            forward_on(conn, client, args, raw, class.shape, proto)
         }
-        Kind::Flush => {
-            if let Some(flow) = not_admitted(&shard.shared, client, 1) {
+        Kind::Flush | Kind::FlushDb => {
+            if let Some(flow) = not_admitted(conn, client, 1) {
+                return flow;
+            }
+            if class.kind == Kind::Flush {
+                shard.flush_cache();
+            } else {
+                shard.flush_db(s.db);
+            }
+            forward_on(conn, client, args, raw, class.shape, proto)
+        }
+        Kind::Swapdb => {
+            if let Some(flow) = not_admitted(conn, client, 1) {
                 return flow;
             }
             shard.flush_cache();
-            forward(shard, client, args, raw, class.shape, proto)
+            let seq = client.push_pending();
+            let w = Waiter::Swapdb {
+                client: client.clone(),
+                seq,
+                proto,
+            };
+            conn.send_request(raw, &args, w);
+            Flow::Next
         }
         Kind::Ping => {
             client.push_local(|o| match args.len() {
@@ -186,7 +238,7 @@ pub fn dispatch(
             Flow::Next
         }
         Kind::Blocking => blocking(shard, client, s, args, raw, class.shape),
-        _ => forward(shard, client, args, raw, class.shape, proto),
+        _ => forward_on(conn, client, args, raw, class.shape, proto),
     }
 }
 
@@ -206,7 +258,8 @@ fn pinned(
     match kind {
         Kind::Watch => s.watching = true,
         Kind::Unwatch => s.watching = false,
-        Kind::Flush => shard.flush_cache(),
+        Kind::Flush | Kind::Swapdb => shard.flush_cache(),
+        Kind::FlushDb => shard.flush_db(s.db),
         Kind::Write(keys) if shard.cache_on => invalidate(shard, &args, keys),
         Kind::Blocking => {
             if shard.cache_on {
@@ -290,7 +343,7 @@ fn in_multi(
         Kind::Blocking => m
             .keys
             .extend(args.iter().skip(1).map(Bytes::copy_from_slice)),
-        Kind::Flush => m.flush = true,
+        Kind::Flush | Kind::FlushDb | Kind::Swapdb => m.flush = true,
         _ => {}
     }
     match &s.pinned {
@@ -321,7 +374,7 @@ fn exec(
         client.push_local(|o| o.extend_from_slice(EXECABORT));
         return Flow::Next;
     }
-    let conn = s.pinned.clone().unwrap_or_else(|| shard.shared.clone());
+    let conn = s.pinned.clone().unwrap_or_else(|| shard.conn_for(s.db));
     let n = if s.pinned.is_some() { 1 } else { m.queued + 2 };
     if let Some(flow) = not_admitted(&conn, client, n) {
         return flow;
@@ -367,7 +420,7 @@ fn blocking(
     if client.backlog().1 > 0 {
         return Flow::Drain;
     }
-    let Some(c) = shard.pool.acquire(shard, shard.cfg.redis.db) else {
+    let Some(c) = shard.pool.acquire(shard, s.db) else {
         client.push_local(|o| put_error(o, b"ERR max pinned connections reached"));
         return Flow::Next;
     };
@@ -408,27 +461,25 @@ fn arity(client: &ClientShared, name: &str) -> Flow {
     Flow::Next
 }
 
-/// `SELECT db`, with redis-server's checks and errors; only the proxy's own db is accepted.
-fn select(shard: &Shard, args: &Args, o: &mut BytesMut) {
-    if args.len() != 2 {
-        return o.extend_from_slice(b"-ERR wrong number of arguments for 'select' command\r\n");
-    }
-    match crate::command::redis_int(args.get(1)) {
-        Some(n) if i32::try_from(n).is_err() => {
-            o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n")
+/// `SELECT db`, with redis-server's checks and errors: the db, or `None` once the error is
+/// written.
+fn select(shard: &Shard, args: &Args, client: &ClientShared) -> Option<u32> {
+    let err: &[u8] = if args.len() != 2 {
+        b"ERR wrong number of arguments for 'select' command"
+    } else {
+        match crate::command::redis_int(args.get(1)).map(i32::try_from) {
+            None => b"ERR value is not an integer or out of range",
+            Some(Err(_)) => {
+                b"ERR value is out of range, value must between -2147483648 and 2147483647"
+            }
+            Some(Ok(n)) if n < 0 || shard.databases().is_some_and(|dbs| n as u32 >= dbs) => {
+                b"ERR DB index is out of range"
+            }
+            Some(Ok(n)) => return Some(n as u32),
         }
-        None => o.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
-        Some(n) if n < 0 => o.extend_from_slice(b"-ERR DB index is out of range\r\n"),
-        Some(n) if n == shard.cfg.redis.db as i64 => o.extend_from_slice(b"+OK\r\n"),
-        Some(_) => {
-            let msg = format!(
-                "ERR command 'select' is not supported by redis-proxy (it holds per-connection \
-                 server state; only SELECT {} is accepted)",
-                shard.cfg.redis.db
-            );
-            put_error(o, msg.as_bytes());
-        }
-    }
+    };
+    client.push_local(|o| put_error(o, err));
+    None
 }
 
 /// `Some(flow)` if `n` requests cannot be queued on `conn` now.
@@ -461,17 +512,6 @@ fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
     }
 }
 
-fn forward(
-    shard: &Shard,
-    client: &Rc<ClientShared>,
-    args: Args,
-    raw: Option<&[u8]>,
-    shape: Shape,
-    proto: Proto,
-) -> Flow {
-    forward_on(&shard.shared, client, args, raw, shape, proto)
-}
-
 fn forward_on(
     conn: &Rc<Conn<Waiter>>,
     client: &Rc<ClientShared>,
@@ -496,20 +536,22 @@ fn forward_on(
 
 fn get(
     shard: &Shard,
+    conn: &Rc<Conn<Waiter>>,
+    s: &Session,
     client: &Rc<ClientShared>,
     args: Args,
     raw: Option<&[u8]>,
-    proto: Proto,
 ) -> Flow {
+    let (proto, db) = (s.proto, s.db as u8);
     let key = args.get(1);
-    if let Some(reply) = shard.cache.borrow_mut().get(key, shard.now()) {
+    if let Some(reply) = shard.cache.borrow_mut().get_in(db, key, shard.now()) {
         client.push_local(|o| put_cached(o, reply, proto));
         return Flow::Next;
     }
     match shard
         .inflight
         .borrow_mut()
-        .join(key, client, proto, || client.push_pending())
+        .join(db, key, client, proto, || client.push_pending())
     {
         Join::Joined => return Flow::Next,
         Join::Value(v) => {
@@ -518,7 +560,6 @@ fn get(
         }
         Join::Start => {}
     }
-    let conn = &shard.shared;
     if let Some(flow) = not_admitted(conn, client, 2) {
         return flow;
     }
@@ -526,7 +567,7 @@ fn get(
     let f = shard
         .inflight
         .borrow_mut()
-        .start(key, (client.clone(), seq, proto), shard.now());
+        .start(db, key, (client.clone(), seq, proto), shard.now());
     conn.send_request(raw, &args, Waiter::Get(f.clone()));
     conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
     Flow::Next
@@ -537,22 +578,24 @@ fn get(
 /// miss, one backend MGET of all the keys. Never hits mixed with values fetched later.
 fn mget(
     shard: &Shard,
+    conn: &Rc<Conn<Waiter>>,
+    s: &Session,
     client: &Rc<ClientShared>,
     args: Args,
     raw: Option<&[u8]>,
-    proto: Proto,
 ) -> Flow {
+    let (proto, db) = (s.proto, s.db as u8);
     let now = shard.now();
     let mut cache = shard.cache.borrow_mut();
-    if !args.iter().skip(1).all(|k| cache.contains(k, now)) {
+    if !args.iter().skip(1).all(|k| cache.contains(db, k, now)) {
         drop(cache);
-        return forward(shard, client, args, raw, Shape::Plain, proto);
+        return forward_on(conn, client, args, raw, Shape::Plain, proto);
     }
     client.push_local(|o| {
         put_header(o, b'*', args.len() as i64 - 1);
         for key in args.iter().skip(1) {
             // Checked just above, and nothing has run since.
-            put_cached(o, cache.get(key, now).unwrap_or(b"$-1\r\n"), proto);
+            put_cached(o, cache.get_in(db, key, now).unwrap_or(b"$-1\r\n"), proto);
         }
     });
     Flow::Next

@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 pub struct Fetch {
+    pub db: u8,
     pub key: Bytes,
     /// Clients waiting for the GET reply: (client, reply sequence number, its protocol).
     pub waiters: Vec<(Rc<ClientShared>, u64, Proto)>,
@@ -31,7 +32,19 @@ pub type FetchRef = Rc<RefCell<Fetch>>;
 
 #[derive(Default)]
 pub struct Inflight {
-    map: HashMap<Bytes, FetchRef, foldhash::fast::RandomState>,
+    map: HashMap<(u8, Bytes), FetchRef, foldhash::fast::RandomState>,
+    /// Dbs with fetches since the map was last empty (bit per db).
+    used: [u64; 4],
+}
+
+/// Looks up a `(db, key)` entry without building its `Bytes`; hashes as the tuple does.
+#[derive(Hash)]
+struct Lookup<'a>(u8, &'a [u8]);
+
+impl hashbrown::Equivalent<(u8, Bytes)> for Lookup<'_> {
+    fn equivalent(&self, k: &(u8, Bytes)) -> bool {
+        self.0 == k.0 && self.1 == &k.1[..]
+    }
 }
 
 pub enum Join {
@@ -52,15 +65,16 @@ impl Inflight {
         self.map.is_empty()
     }
 
-    /// Joins the fetch of `key` if one is under way.
+    /// Joins the fetch of `key` in `db` if one is under way.
     pub fn join(
         &mut self,
+        db: u8,
         key: &[u8],
         client: &Rc<ClientShared>,
         proto: Proto,
         seq: impl FnOnce() -> u64,
     ) -> Join {
-        let Some(f) = self.map.get(key) else {
+        let Some(f) = self.map.get(&Lookup(db, key)) else {
             return Join::Start;
         };
         let mut f = f.borrow_mut();
@@ -77,12 +91,15 @@ impl Inflight {
 
     pub fn start(
         &mut self,
+        db: u8,
         key: &[u8],
         waiter: (Rc<ClientShared>, u64, Proto),
         now: u32,
     ) -> FetchRef {
         let key = Bytes::copy_from_slice(key);
+        self.used[db as usize / 64] |= 1 << (db % 64);
         let f = Rc::new(RefCell::new(Fetch {
+            db,
             key: key.clone(),
             waiters: vec![waiter],
             value: None,
@@ -90,16 +107,28 @@ impl Inflight {
             replied: false,
             sent_at: now,
         }));
-        if let Some(old) = self.map.insert(key, f.clone()) {
+        if let Some(old) = self.map.insert((db, key), f.clone()) {
             old.borrow_mut().poisoned = true;
         }
         f
     }
 
-    /// A write or an invalidation touched `key`: its fetch in flight must not fill the cache.
+    /// A write or an invalidation touched `key`: its fetches in flight (in any db, as for the
+    /// cache) must not fill the cache.
     pub fn poison(&mut self, key: &[u8]) {
-        if let Some(f) = self.map.remove(key) {
-            f.borrow_mut().poisoned = true;
+        if self.map.is_empty() {
+            self.used = [0; 4];
+            return;
+        }
+        for (word, bits) in self.used.into_iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let db = (word * 64 + bits.trailing_zeros() as usize) as u8;
+                bits &= bits - 1;
+                if let Some(f) = self.map.remove(&Lookup(db, key)) {
+                    f.borrow_mut().poisoned = true;
+                }
+            }
         }
     }
 
@@ -111,11 +140,13 @@ impl Inflight {
 
     /// The fetch is over (filled, refused or failed): unlink it if it is still the current one.
     pub fn finish(&mut self, f: &FetchRef) {
-        let key = f.borrow().key.clone();
-        if let Some(cur) = self.map.get(&key) {
-            if Rc::ptr_eq(cur, f) {
-                self.map.remove(&key);
-            }
+        let (db, key) = {
+            let f = f.borrow();
+            (f.db, f.key.clone())
+        };
+        let at = Lookup(db, &key);
+        if self.map.get(&at).is_some_and(|cur| Rc::ptr_eq(cur, f)) {
+            self.map.remove(&at);
         }
     }
 }
@@ -130,15 +161,15 @@ mod tests {
     fn no_join_after_the_reply() {
         let mut inf = Inflight::default();
         let c = Rc::new(ClientShared::default());
-        let f = inf.start(b"k", (c.clone(), 0, Proto::Resp2), 0);
+        let f = inf.start(0, b"k", (c.clone(), 0, Proto::Resp2), 0);
         f.borrow_mut().replied = true;
         assert!(matches!(
-            inf.join(b"k", &c, Proto::Resp2, || 1),
+            inf.join(0, b"k", &c, Proto::Resp2, || 1),
             Join::Start
         ));
         f.borrow_mut().value = Some(Bytes::from_static(b"$1\r\nv\r\n"));
         assert!(matches!(
-            inf.join(b"k", &c, Proto::Resp2, || 1),
+            inf.join(0, b"k", &c, Proto::Resp2, || 1),
             Join::Value(_)
         ));
     }
@@ -148,12 +179,12 @@ mod tests {
         let mut inf = Inflight::default();
         let c = Rc::new(ClientShared::default());
         assert!(matches!(
-            inf.join(b"k", &c, Proto::Resp2, || 1),
+            inf.join(0, b"k", &c, Proto::Resp2, || 1),
             Join::Start
         ));
-        let f = inf.start(b"k", (c.clone(), 0, Proto::Resp2), 0);
+        let f = inf.start(0, b"k", (c.clone(), 0, Proto::Resp2), 0);
         assert!(matches!(
-            inf.join(b"k", &c, Proto::Resp2, || 1),
+            inf.join(0, b"k", &c, Proto::Resp2, || 1),
             Join::Joined
         ));
         assert_eq!(f.borrow().waiters.len(), 2);
@@ -161,10 +192,10 @@ mod tests {
         assert!(f.borrow().poisoned);
         // A reader after the write starts a fresh fetch rather than joining the stale one.
         assert!(matches!(
-            inf.join(b"k", &c, Proto::Resp2, || 2),
+            inf.join(0, b"k", &c, Proto::Resp2, || 2),
             Join::Start
         ));
-        let g = inf.start(b"k", (c.clone(), 2, Proto::Resp2), 0);
+        let g = inf.start(0, b"k", (c.clone(), 2, Proto::Resp2), 0);
         inf.finish(&f);
         assert_eq!(inf.len(), 1, "finishing the old fetch leaves the new one");
         inf.finish(&g);

@@ -16,10 +16,13 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
+
+/// Bumped by every SWAPDB that goes through the proxy (see `Shard::swapped_dbs`).
+static SWAP_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 /// How often a shard sweeps expired entries and checks for shutdown.
 const TICK: Duration = Duration::from_millis(50);
@@ -40,6 +43,10 @@ pub struct Shard {
     pub pool: Pool,
     /// Redis's commands, for MULTI's queue-time checks (once the shared connection got it).
     commands: RefCell<Option<Rc<CommandTable>>>,
+    /// Shared connections to the other dbs clients SELECTed, opened on first use.
+    other_dbs: RefCell<Vec<Rc<Conn<Waiter>>>>,
+    /// `SWAP_EPOCH` as this shard last applied it.
+    swaps_seen: Cell<u64>,
     epoch: Instant,
     now: Cell<u32>,
     stop: Cell<bool>,
@@ -74,6 +81,8 @@ impl Shard {
             shared: Rc::new(Conn::new(params, cfg.redis_ops_limit)),
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
             commands: RefCell::new(None),
+            other_dbs: RefCell::new(Vec::new()),
+            swaps_seen: Cell::new(SWAP_EPOCH.load(Ordering::Relaxed)),
             epoch: Instant::now(),
             now: Cell::new(0),
             stop: Cell::new(false),
@@ -145,6 +154,67 @@ impl Shard {
         self.inflight.borrow_mut().poison_all();
     }
 
+    /// FLUSHDB: that db's entries go (Redis then tells every tracking connection to drop
+    /// everything, so the rest usually follows).
+    pub fn flush_db(&self, db: u32) {
+        match u8::try_from(db) {
+            Ok(db) => self.cache.borrow_mut().clear_db(db),
+            Err(_) => self.cache.borrow_mut().clear(),
+        }
+        self.inflight.borrow_mut().poison_all();
+    }
+
+    /// A SWAPDB went through some shard: Redis sends no invalidation for it, so the shard
+    /// that ran it bumps `SWAP_EPOCH` before its client hears `+OK`, and every shard checks it
+    /// once per batch of client input (a read-mostly word: no cache line bouncing).
+    pub fn swapped_dbs(&self) {
+        self.flush_cache();
+        let e = SWAP_EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
+        self.swaps_seen.set(e);
+    }
+
+    #[inline]
+    pub fn check_swaps(&self) {
+        let e = SWAP_EPOCH.load(Ordering::Relaxed);
+        if e != self.swaps_seen.get() {
+            self.swaps_seen.set(e);
+            self.flush_cache();
+        }
+    }
+
+    /// The shared connection to `db`, opened on first use.
+    pub fn conn_for(self: &Rc<Self>, db: u32) -> Rc<Conn<Waiter>> {
+        if db == self.cfg.redis.db {
+            return self.shared.clone();
+        }
+        if let Some(c) = self.other_dbs.borrow().iter().find(|c| c.params.db == db) {
+            return c.clone();
+        }
+        let tracking = self.shared.params.tracking;
+        let label = format!("shard {} (db {db})", self.id);
+        let conn = Rc::new(Conn::new(
+            self.params(db, tracking, label),
+            self.cfg.redis_ops_limit,
+        ));
+        self.other_dbs.borrow_mut().push(conn.clone());
+        monoio::spawn(supervise(conn.clone(), self.clone()));
+        conn
+    }
+
+    /// Lets the shared connections' writers send what clients queued.
+    #[inline]
+    pub fn flush_shared(&self) {
+        self.shared.flush();
+        for c in self.other_dbs.borrow().iter() {
+            c.flush();
+        }
+    }
+
+    /// Redis's `databases` setting, once known.
+    pub fn databases(&self) -> Option<u32> {
+        self.shared.st.borrow().server.databases
+    }
+
     /// Registers a new client connection; the guard gives its --max-clients slot back
     /// however the connection ends.
     pub fn client_connected(&self, c: &Rc<ClientShared>) -> ClientSlot<'_> {
@@ -206,6 +276,9 @@ impl Shard {
         let now = self.update_clock();
         let timeout = self.cfg.backend_timeout;
         check_timeout(&self.shared, &**self, now, timeout);
+        for c in self.other_dbs.borrow().iter() {
+            check_timeout(c, &**self, now, timeout);
+        }
         self.pool.each(|c| check_timeout(c, &**self, now, timeout));
         if !self.stopping() {
             self.pool.top_up(self);

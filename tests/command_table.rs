@@ -195,7 +195,12 @@ fn is_write_kind(k: Kind) -> bool {
     // Blocking commands invalidate every argument (they run on a dedicated connection).
     matches!(
         k,
-        Kind::Write(_) | Kind::Flush | Kind::Refused(_) | Kind::Blocking
+        Kind::Write(_)
+            | Kind::Flush
+            | Kind::FlushDb
+            | Kind::Swapdb
+            | Kind::Refused(_)
+            | Kind::Blocking
     )
 }
 
@@ -211,7 +216,12 @@ fn coverage_problems(info: &Info, kind: Kind, problems: &mut Vec<String>) {
     let keys = match kind {
         Kind::Write(Keys::Range { first, last, step }) => Keys::Range { first, last, step },
         // Every argument, or the script's declared keys: always covers.
-        Kind::Write(_) | Kind::Flush | Kind::Refused(_) | Kind::Blocking => return,
+        Kind::Write(_)
+        | Kind::Flush
+        | Kind::FlushDb
+        | Kind::Swapdb
+        | Kind::Refused(_)
+        | Kind::Blocking => return,
         _ => return, // reported elsewhere as "not a write"
     };
     let ours_for = |argc: usize| -> BTreeSet<usize> { write_keys(keys, argc).collect() };

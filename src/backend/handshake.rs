@@ -93,10 +93,20 @@ pub async fn open(p: &Params, hello: bool) -> Result<Opened, String> {
             );
         }
     }
-    if p.commands {
+    // Only asked of a real Redis (one that speaks RESP3): a RESP2-only middleman may hang up
+    // on commands it does not know.
+    if p.commands && server.resp3 {
         let reply = roundtrip(&mut stream, &mut buf, &[b"COMMAND"]).await?;
         if reply.starts_with(b"*") {
             server.commands = Some(reply.into());
+        }
+        let reply = roundtrip(&mut stream, &mut buf, &[b"CONFIG", b"GET", b"databases"]).await?;
+        let mut c = Cursor::new(&reply);
+        if let Some((b'*' | b'%', 1..)) = c.header() {
+            c.bulk();
+            server.databases = c
+                .bulk()
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
         }
     }
     Ok(Opened {

@@ -86,6 +86,8 @@ pub struct ServerInfo {
     pub id: i64,
     /// `COMMAND`'s reply, when asked for.
     pub commands: Option<bytes::Bytes>,
+    /// Redis's `databases` setting, when asked for (with the commands).
+    pub databases: Option<u32>,
 }
 
 pub struct State<W> {

@@ -23,9 +23,13 @@ pub fn reached(now: u32, deadline: u32) -> bool {
     now.wrapping_sub(deadline) as i32 >= 0
 }
 
+/// Keys longer than this are not cached (the length shares a word with the db number).
+const MAX_KEY: usize = (1 << 24) - 1;
+
 struct Entry {
     data: Box<[u8]>,
-    key_len: u32,
+    /// Key length (low 24 bits) and db number (high 8 bits).
+    meta: u32,
     /// Deadline in shard milliseconds; the entry is dead once `now >= expires`.
     expires: u32,
     prev: u32,
@@ -34,12 +38,20 @@ struct Entry {
 
 impl Entry {
     #[inline]
+    fn key_len(&self) -> usize {
+        (self.meta & MAX_KEY as u32) as usize
+    }
+    #[inline]
+    fn db(&self) -> u8 {
+        (self.meta >> 24) as u8
+    }
+    #[inline]
     fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
+        &self.data[..self.key_len()]
     }
     #[inline]
     fn reply(&self) -> &[u8] {
-        &self.data[self.key_len as usize..]
+        &self.data[self.key_len()..]
     }
 }
 
@@ -55,6 +67,8 @@ pub struct Cache {
     len: usize,
     capacity: usize,
     sweep_at: usize,
+    /// Dbs that have held entries since the last `clear` (bit per db).
+    used: [u64; 4],
 }
 
 impl Cache {
@@ -70,6 +84,7 @@ impl Cache {
             len: 0,
             capacity: capacity.min(FREE as usize - 1),
             sweep_at: 0,
+            used: [0; 4],
         }
     }
 
@@ -85,18 +100,34 @@ impl Cache {
         self.capacity
     }
 
-    fn find(&self, key: &[u8]) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
+    /// The db number mixed into the key's hash (db 0 hashes as the key alone).
+    #[inline]
+    fn hash(hasher: &RandomState, db: u8, key: &[u8]) -> u64 {
+        hasher.hash_one(key) ^ (db as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn find(&self, db: u8, key: &[u8]) -> Option<u32> {
+        let hash = Self::hash(&self.hasher, db, key);
         let entries = &self.entries;
         self.index
-            .find(hash, |&i| entries[i as usize].key() == key)
+            .find(hash, |&i| {
+                let e = &entries[i as usize];
+                e.db() == db && e.key() == key
+            })
             .copied()
     }
 
-    /// The cached reply for `key`, marking it most recently used. Expired entries are removed.
+    /// [`get_in`](Self::get_in) db 0.
     #[inline]
     pub fn get(&mut self, key: &[u8], now: u32) -> Option<&[u8]> {
-        let i = self.find(key)?;
+        self.get_in(0, key, now)
+    }
+
+    /// The cached reply for `key` in `db`, marking it most recently used. Expired entries are
+    /// removed.
+    #[inline]
+    pub fn get_in(&mut self, db: u8, key: &[u8], now: u32) -> Option<&[u8]> {
+        let i = self.find(db, key)?;
         if reached(now, self.entries[i as usize].expires) {
             self.remove_at(i);
             return None;
@@ -106,23 +137,30 @@ impl Cache {
         Some(self.entries[i as usize].reply())
     }
 
-    /// Whether `key` has a live entry (without touching its recency).
+    /// Whether `key` has a live entry in `db` (without touching its recency).
     #[inline]
-    pub fn contains(&self, key: &[u8], now: u32) -> bool {
-        self.find(key)
+    pub fn contains(&self, db: u8, key: &[u8], now: u32) -> bool {
+        self.find(db, key)
             .is_some_and(|i| !reached(now, self.entries[i as usize].expires))
     }
 
-    /// Stores `reply` for `key` until `expires`, evicting the least recently used key if full.
+    /// [`insert_in`](Self::insert_in) db 0.
     pub fn insert(&mut self, key: &[u8], reply: &[u8], expires: u32) {
-        if self.capacity == 0 || key.len() + reply.len() > u32::MAX as usize {
+        self.insert_in(0, key, reply, expires)
+    }
+
+    /// Stores `reply` for `key` in `db` until `expires`, evicting the least recently used key
+    /// if full.
+    pub fn insert_in(&mut self, db: u8, key: &[u8], reply: &[u8], expires: u32) {
+        if self.capacity == 0 || key.len() > MAX_KEY || key.len() + reply.len() > u32::MAX as usize
+        {
             return;
         }
         let mut data = Vec::with_capacity(key.len() + reply.len());
         data.extend_from_slice(key);
         data.extend_from_slice(reply);
         let data = data.into_boxed_slice();
-        if let Some(i) = self.find(key) {
+        if let Some(i) = self.find(db, key) {
             let e = &mut self.entries[i as usize];
             e.data = data;
             e.expires = expires;
@@ -133,9 +171,10 @@ impl Cache {
         if self.len >= self.capacity {
             self.remove_at(self.tail);
         }
+        self.used[db as usize / 64] |= 1 << (db % 64);
         let entry = Entry {
             data,
-            key_len: key.len() as u32,
+            meta: key.len() as u32 | (db as u32) << 24,
             expires,
             prev: NIL,
             next: NIL,
@@ -149,22 +188,41 @@ impl Cache {
             self.entries.push(entry);
             (self.entries.len() - 1) as u32
         };
-        let hash = self.hasher.hash_one(key);
+        let hash = Self::hash(&self.hasher, db, key);
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(entries[j as usize].key()));
+        self.index.insert_unique(hash, i, |&j| {
+            let e = &entries[j as usize];
+            Self::hash(hasher, e.db(), e.key())
+        });
         self.push_front(i);
         self.len += 1;
     }
 
-    /// Drops `key`; true if it was cached.
+    /// Drops `key` from every db; true if it was cached. A write through the proxy may touch
+    /// the same name in another db (MOVE, COPY .. DB), and Redis's invalidations carry no db.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        match self.find(key) {
-            Some(i) => {
-                self.remove_at(i);
-                true
+        let mut removed = false;
+        for (word, bits) in self.used.into_iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let db = (word * 64 + bits.trailing_zeros() as usize) as u8;
+                bits &= bits - 1;
+                if let Some(i) = self.find(db, key) {
+                    self.remove_at(i);
+                    removed = true;
+                }
             }
-            None => false,
+        }
+        removed
+    }
+
+    /// Drops every entry of `db` (FLUSHDB, SWAPDB).
+    pub fn clear_db(&mut self, db: u8) {
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.prev != FREE && e.db() == db {
+                self.remove_at(i as u32);
+            }
         }
     }
 
@@ -198,7 +256,8 @@ impl Cache {
     }
 
     fn remove_at(&mut self, i: u32) {
-        let hash = self.hasher.hash_one(self.entries[i as usize].key());
+        let e = &self.entries[i as usize];
+        let hash = Self::hash(&self.hasher, e.db(), e.key());
         if let Ok(slot) = self.index.find_entry(hash, |&j| j == i) {
             slot.remove();
         }
@@ -252,6 +311,25 @@ mod tests {
     use super::*;
 
     const FAR: u32 = 1_000_000;
+
+    #[test]
+    fn dbs_are_separate_and_removal_reaches_all() {
+        let mut c = Cache::new(10);
+        c.insert_in(0, b"k", b"zero", FAR);
+        c.insert_in(3, b"k", b"three", FAR);
+        c.insert_in(200, b"j", b"j", FAR);
+        assert_eq!(c.get_in(3, b"k", 0), Some(&b"three"[..]));
+        assert_eq!(c.get_in(0, b"k", 0), Some(&b"zero"[..]));
+        assert_eq!(c.get_in(1, b"k", 0), None);
+        c.clear_db(0);
+        assert_eq!(c.get_in(0, b"k", 0), None);
+        assert!(c.contains(3, b"k", 0));
+        c.insert_in(0, b"k", b"zero", FAR);
+        assert!(c.remove(b"k"));
+        assert!(!c.contains(0, b"k", 0) && !c.contains(3, b"k", 0));
+        assert!(c.contains(200, b"j", 0));
+        assert_eq!(c.len(), 1);
+    }
 
     #[test]
     fn get_returns_what_was_inserted() {
