@@ -12,6 +12,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canc
 use monoio::net::TcpStream;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -29,9 +30,14 @@ const TOO_BIG: &[u8] = b"ERR Protocol error: request larger than --max-request-b
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    let addr =
+        |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let (peer, local) = (addr(stream.peer_addr()), addr(stream.local_addr()));
     let (r, w, sock) = crate::socket::split(stream);
     let client = Rc::new(ClientShared::new(shard.cfg.client_output_limit));
     client.set_socket(sock);
+    let registered = crate::registry::register(client.id, peer, local, shard.cfg.redis.db);
+    client.set_info(registered.0.clone());
     client.last_active.set(shard.now());
     client.authed.set(shard.cfg.requirepass.is_none());
     let _slot = shard.client_connected(&client);
@@ -132,6 +138,7 @@ async fn read_loop(
                 Ok(_) => {}
             }
             client.last_active.set(shard.update_clock());
+            client.info().touch();
             shard.check_swaps();
             if shard.cache_on {
                 // An invalidation that reached this shard together with this read must be applied
@@ -174,6 +181,7 @@ async fn read_loop(
                                     return; // still blocked: `Session::end` closes its connection
                                 }
                                 session.blocked = None;
+                                client.info().blocked_on.store(0, Ordering::Relaxed);
                                 break;
                             }
                         }

@@ -33,6 +33,8 @@ pub struct Session {
     pub watching: bool,
     /// The dedicated connection of a blocking command in flight.
     pub blocked: Option<Dedicated>,
+    /// CLIENT REPLY SKIP: the next command's reply is dropped.
+    pub skip_next: bool,
 }
 
 impl Session {
@@ -45,7 +47,19 @@ impl Session {
             pinned: None,
             watching: false,
             blocked: None,
+            skip_next: false,
         }
+    }
+
+    /// RESET: no transaction, no watch, the default db, RESP2, replies on.
+    pub fn reset(&mut self, shard: &Shard) {
+        let clean = !self.watching && self.multi.is_none();
+        self.unpin(shard, clean);
+        self.multi = None;
+        self.watching = false;
+        self.db = shard.cfg.redis.db;
+        self.proto = Proto::Resp2;
+        self.skip_next = false;
     }
 
     /// Releases the pinned connection (the client's state on it is gone).
@@ -90,6 +104,26 @@ pub fn dispatch(
     args: Args,
     raw: Option<&[u8]>,
 ) -> Flow {
+    // A CLIENT REPLY SKIP before this command: its reply is dropped, then replies resume.
+    let skip = std::mem::take(&mut s.skip_next);
+    let flow = dispatch_muted(shard, client, s, args, raw);
+    if skip {
+        if matches!(flow, Flow::Wait(..) | Flow::Drain) {
+            s.skip_next = true; // dispatched again
+        } else {
+            client.muted.set(false);
+        }
+    }
+    flow
+}
+
+fn dispatch_muted(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+) -> Flow {
     let class = classify(&args);
     if !client.authed.get() && !matches!(class.kind, Kind::Auth | Kind::Hello | Kind::Quit) {
         client.push_local(|o| o.extend_from_slice(b"-NOAUTH Authentication required.\r\n"));
@@ -119,13 +153,23 @@ pub fn dispatch(
         }
         Kind::Hello => {
             client.push_local(|o| crate::auth::hello(shard, client, s, &args, o));
+            let resp = if s.proto == Proto::Resp3 { 3 } else { 2 };
+            client.info().update(|d| d.resp = resp);
             return Flow::Next;
+        }
+        Kind::Client => return crate::client_cmd::client(shard, client, s, args, raw),
+        Kind::Reset => {
+            if client.backlog().1 > 0 && s.pinned.is_some() {
+                return Flow::Drain;
+            }
+            return crate::client_cmd::reset(shard, client, s);
         }
         Kind::Select => {
             let Some(db) = select(shard, &args, client) else {
                 return Flow::Next;
             };
             s.db = db;
+            client.info().update(|d| d.db = db);
             match &s.pinned {
                 Some(c) => {
                     s.pinned_dirty = true;
@@ -309,7 +353,9 @@ fn in_multi(
             client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
             return Flow::Quit;
         }
-        Kind::Refused(_) | Kind::Select | Kind::Auth | Kind::Hello => {
+        // As in redis-server, RESET is not queued: it ends the transaction.
+        Kind::Reset => return crate::client_cmd::reset(shard, client, s),
+        Kind::Refused(_) | Kind::Select | Kind::Auth | Kind::Hello | Kind::Client => {
             m.dirty = true;
             let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
             let msg = format!(
@@ -428,6 +474,10 @@ fn blocking(
         invalidate(shard, &args, Keys::AllArgs);
     }
     set_blocking(shard, &c, &args);
+    client
+        .info()
+        .blocked_on
+        .store(c.server().id, std::sync::atomic::Ordering::Relaxed);
     let seq = client.push_pending();
     let w = Waiter::Blocking {
         client: client.clone(),
@@ -510,6 +560,18 @@ fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
             }
         }
     }
+}
+
+/// Forwards on the shared connection of the client's db (server-wide commands).
+pub fn forward_shared(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &Session,
+    args: Args,
+    raw: Option<&[u8]>,
+) -> Flow {
+    let conn = shard.conn_for(s.db);
+    forward_on(&conn, client, args, raw, Shape::Plain, s.proto)
 }
 
 fn forward_on(

@@ -14,7 +14,8 @@ use std::future::poll_fn;
 use std::task::{Poll, Waker};
 
 enum Slot {
-    Pending,
+    /// Waits for a reply; `true`: the client asked for none (CLIENT REPLY OFF/SKIP).
+    Pending(bool),
     Done(BytesMut),
 }
 
@@ -51,6 +52,10 @@ pub struct ClientShared {
     pub written: Cell<u64>,
     /// The writer task is in the middle of a write.
     pub writing: Cell<bool>,
+    /// Replies to the requests being dispatched are dropped (CLIENT REPLY OFF/SKIP).
+    pub muted: Cell<bool>,
+    /// What CLIENT LIST shows of this client (see `registry`).
+    info: std::cell::OnceCell<std::sync::Arc<crate::registry::Info>>,
 }
 
 /// Client ids, across shards; taken once per connection.
@@ -75,7 +80,18 @@ impl ClientShared {
             authed: Cell::new(false),
             written: Cell::new(0),
             writing: Cell::new(false),
+            muted: Cell::new(false),
+            info: std::cell::OnceCell::new(),
         }
+    }
+
+    pub fn set_info(&self, info: std::sync::Arc<crate::registry::Info>) {
+        let _ = self.info.set(info);
+    }
+
+    pub fn info(&self) -> &crate::registry::Info {
+        self.info
+            .get_or_init(|| crate::registry::detached(self.id, String::new(), String::new(), 0))
     }
 
     pub fn set_socket(&self, sock: Handle) {
@@ -103,7 +119,7 @@ impl ClientShared {
     #[inline]
     pub fn push_local(&self, f: impl FnOnce(&mut BytesMut)) {
         let mut q = self.q.borrow_mut();
-        if q.dead {
+        if q.dead || self.muted.get() {
             return;
         }
         let q = &mut *q;
@@ -150,7 +166,7 @@ impl ClientShared {
     #[inline]
     pub fn push_pending(&self) -> u64 {
         let mut q = self.q.borrow_mut();
-        q.slots.push_back(Slot::Pending);
+        q.slots.push_back(Slot::Pending(self.muted.get()));
         q.pending += 1;
         q.head_seq + q.slots.len() as u64 - 1
     }
@@ -160,12 +176,15 @@ impl ClientShared {
         let mut guard = self.q.borrow_mut();
         let q = &mut *guard;
         let idx = (seq - q.head_seq) as usize;
-        debug_assert!(matches!(q.slots.get(idx), Some(Slot::Pending)));
+        let muted = match q.slots.get(idx) {
+            Some(Slot::Pending(muted)) => *muted,
+            _ => unreachable!("a reply for a slot that waits for none"),
+        };
         q.pending -= 1;
         if idx == 0 {
             q.slots.pop_front();
             q.head_seq += 1;
-            if !q.dead {
+            if !q.dead && !muted {
                 f(&mut q.ready);
             }
             while let Some(Slot::Done(_)) = q.slots.front() {
@@ -182,7 +201,7 @@ impl ClientShared {
             self.wake_writer();
         } else {
             let mut buf = BytesMut::new();
-            if !q.dead {
+            if !q.dead && !muted {
                 f(&mut buf);
             }
             q.held += buf.len();

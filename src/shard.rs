@@ -45,6 +45,8 @@ pub struct Shard {
     commands: RefCell<Option<Rc<CommandTable>>>,
     /// Shared connections to the other dbs clients SELECTed, opened on first use.
     other_dbs: RefCell<Vec<Rc<Conn<Waiter>>>>,
+    /// For commands that must not wait behind anyone (CLIENT UNBLOCK, SCRIPT/FUNCTION KILL).
+    oob: RefCell<Option<Rc<Conn<Waiter>>>>,
     /// `SWAP_EPOCH` as this shard last applied it.
     swaps_seen: Cell<u64>,
     epoch: Instant,
@@ -82,6 +84,7 @@ impl Shard {
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
             commands: RefCell::new(None),
             other_dbs: RefCell::new(Vec::new()),
+            oob: RefCell::new(None),
             swaps_seen: Cell::new(SWAP_EPOCH.load(Ordering::Relaxed)),
             epoch: Instant::now(),
             now: Cell::new(0),
@@ -201,6 +204,21 @@ impl Shard {
         conn
     }
 
+    /// The out-of-band connection, opened on first use and kept.
+    pub fn oob(self: &Rc<Self>) -> Rc<Conn<Waiter>> {
+        if let Some(c) = &*self.oob.borrow() {
+            return c.clone();
+        }
+        let label = format!("shard {} out-of-band", self.id);
+        let conn = Rc::new(Conn::new(
+            self.params(self.cfg.redis.db, false, label),
+            self.cfg.redis_ops_limit,
+        ));
+        *self.oob.borrow_mut() = Some(conn.clone());
+        monoio::spawn(supervise(conn.clone(), self.clone()));
+        conn
+    }
+
     /// Lets the shared connections' writers send what clients queued.
     #[inline]
     pub fn flush_shared(&self) {
@@ -267,6 +285,15 @@ impl Shard {
         }
     }
 
+    /// Closes the clients CLIENT KILL (on any shard) marked.
+    fn close_killed_clients(&self) {
+        for c in self.clients.borrow().iter().filter_map(Weak::upgrade) {
+            if !c.is_dead() && c.info().kill.load(Ordering::Relaxed) {
+                c.disconnect();
+            }
+        }
+    }
+
     /// Every client connection has been served to its end.
     fn idle(&self) -> bool {
         self.live.get() == 0
@@ -286,6 +313,7 @@ impl Shard {
         if n.is_multiple_of(20) {
             self.close_idle_clients(now);
         }
+        self.close_killed_clients();
         let mut cache = self.cache.borrow_mut();
         let budget = 1024.max(cache.len() / 32);
         cache.sweep(now, budget);

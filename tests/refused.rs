@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 const REFUSED: &[(&[&str], &str)] = &[
     (&["SUBSCRIBE", "chan"], "'subscribe'"),
-    (&["CLIENT", "LIST"], "'client"),
     (&["MONITOR"], "'monitor'"),
-    (&["RESET"], "'reset'"),
     (&["PSUBSCRIBE", "ch*"], "'psubscribe'"),
     (&["SHUTDOWN", "NOSAVE"], "'shutdown'"),
 ];

@@ -1,0 +1,144 @@
+//! Every client connection of the process, for CLIENT LIST, CLIENT KILL and CLIENT UNBLOCK
+//! across shards. Written when a client connects, leaves or changes what CLIENT LIST shows
+//! (SETNAME, SELECT, HELLO), never per request, except `last_active`: a word only its own
+//! shard writes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
+
+static CLIENTS: LazyLock<Mutex<BTreeMap<u64, Arc<Info>>>> = LazyLock::new(Default::default);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+#[derive(Default, Clone)]
+pub struct Details {
+    pub name: Vec<u8>,
+    pub db: u32,
+    pub resp: u8,
+    pub lib_name: Vec<u8>,
+    pub lib_ver: Vec<u8>,
+    /// Commands queued in a transaction, -1 outside one.
+    pub multi: i64,
+    pub no_evict: bool,
+    pub no_touch: bool,
+}
+
+pub struct Info {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    created: Instant,
+    /// Milliseconds since the process epoch at the client's last input.
+    last_active: AtomicU64,
+    /// Set by CLIENT KILL on any shard; the client's shard closes it on its next tick.
+    pub kill: AtomicBool,
+    /// Redis's id of the dedicated connection a blocking command of this client waits on
+    /// (0: not blocked), for CLIENT UNBLOCK.
+    pub blocked_on: AtomicI64,
+    pub details: Mutex<Details>,
+}
+
+impl Info {
+    pub fn touch(&self) {
+        self.last_active
+            .store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn details(&self) -> Details {
+        self.details
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Details)) {
+        f(&mut self.details.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// CLIENT LIST's line for this client (redis-server 7.0's fields), without the newline.
+    /// `cmd`: the command being run, for the caller's own line.
+    pub fn line(&self, cmd: &str) -> String {
+        let d = self.details();
+        let now = EPOCH.elapsed().as_millis() as u64;
+        let idle = now.saturating_sub(self.last_active.load(Ordering::Relaxed)) / 1000;
+        let mut flags = String::new();
+        if d.multi >= 0 {
+            flags.push('x');
+        }
+        if self.blocked_on.load(Ordering::Relaxed) != 0 {
+            flags.push('b');
+        }
+        if d.no_evict {
+            flags.push('e');
+        }
+        if d.no_touch {
+            flags.push('T');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={idle} flags={flags} db={} sub=0 \
+             psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
+             oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            String::from_utf8_lossy(&d.name),
+            self.created.elapsed().as_secs(),
+            d.db,
+            d.multi,
+            d.resp,
+        )
+    }
+}
+
+/// Registers a connection; the returned guard removes it.
+pub fn register(id: u64, addr: String, laddr: String, db: u32) -> Registered {
+    let info = detached(id, addr, laddr, db);
+    lock().insert(id, info.clone());
+    Registered(info)
+}
+
+/// An entry nobody else sees (a client not yet, or never, registered).
+pub fn detached(id: u64, addr: String, laddr: String, db: u32) -> Arc<Info> {
+    let info = Arc::new(Info {
+        id,
+        addr,
+        laddr,
+        created: Instant::now(),
+        last_active: AtomicU64::new(0),
+        kill: AtomicBool::new(false),
+        blocked_on: AtomicI64::new(0),
+        details: Mutex::new(Details {
+            db,
+            resp: 2,
+            multi: -1,
+            ..Default::default()
+        }),
+    });
+    info.touch();
+    info
+}
+
+fn lock() -> std::sync::MutexGuard<'static, BTreeMap<u64, Arc<Info>>> {
+    CLIENTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct Registered(pub Arc<Info>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock().remove(&self.0.id);
+    }
+}
+
+/// Every client, in id order.
+pub fn all() -> Vec<Arc<Info>> {
+    lock().values().cloned().collect()
+}
+
+pub fn get(id: u64) -> Option<Arc<Info>> {
+    lock().get(&id).cloned()
+}
