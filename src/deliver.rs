@@ -43,6 +43,9 @@ pub enum Waiter {
         seq: u64,
         proto: Proto,
     },
+    /// A PING on the out-of-band connection asking why this shared connection gets no reply:
+    /// `-BUSY` means a script holds it and Redis is alive.
+    Probe(Rc<crate::backend::Conn<Waiter>>),
     /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
     Ignore,
 }
@@ -73,6 +76,15 @@ impl Sink<Waiter> for Shard {
                 });
             }
             Waiter::Get(f) => on_get(self, &f, frame, info, resp3),
+            Waiter::Probe(conn) => {
+                let mut st = conn.st.borrow_mut();
+                st.probing = false;
+                if frame.starts_with(b"-BUSY") && !st.waiters.is_empty() {
+                    let line = String::from_utf8_lossy(&frame[1..frame.len() - 2]).into_owned();
+                    st.busy = Some(line);
+                    st.progress = Shard::now(self);
+                }
+            }
             Waiter::Ttl(f) => on_ttl(self, &f, frame),
             Waiter::Exec(e) => e.on_reply(self, frame, resp3),
             Waiter::Ignore => {}
@@ -124,6 +136,7 @@ impl Sink<Waiter> for Shard {
             }
             Waiter::Exec(e) => e.fail(self, msg),
             Waiter::Ttl(f) => self.inflight.borrow_mut().finish(&f),
+            Waiter::Probe(conn) => conn.st.borrow_mut().probing = false,
             Waiter::Ignore => {}
         }
     }

@@ -237,7 +237,13 @@ fn dispatch_muted(
         Kind::Get if cache_db.is_some() => get(shard, conn, s, client, args, raw),
         Kind::Mget if cache_db.is_some() => mget(shard, conn, s, client, args, raw),
         Kind::Write(keys) => {
-            if let Some(flow) = not_admitted(conn, client, 1) {
+            let script = keys == Keys::Script && s.db == shard.cfg.redis.db;
+            let conn = &if script {
+                shard.script_conn()
+            } else {
+                conn.clone()
+            };
+            if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 1)) {
                 return flow;
             }
             if cache_on {
@@ -257,7 +263,7 @@ fn dispatch_muted(
             forward_on(conn, client, args, raw, class.shape, proto)
         }
         Kind::Swapdb => {
-            if let Some(flow) = not_admitted(conn, client, 1) {
+            if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 1)) {
                 return flow;
             }
             shard.flush_cache();
@@ -282,6 +288,19 @@ fn dispatch_muted(
             Flow::Next
         }
         Kind::Blocking => blocking(shard, client, s, args, raw, class.shape),
+        // They must reach Redis while the shared connection waits behind the script.
+        Kind::Read if is_script_kill(&args) => {
+            let oob = shard.oob();
+            let flow = send_on(&oob, client, args, raw, class.shape, proto);
+            oob.flush();
+            flow
+        }
+        // Scripts have a pipelined connection of their own: a long one then holds only it,
+        // and Redis answers the shard's other clients -BUSY itself, as it would them directly.
+        Kind::Read if is_script(&args) && s.db == shard.cfg.redis.db => {
+            let sc = shard.script_conn();
+            forward_on(&sc, client, args, raw, class.shape, proto)
+        }
         _ => forward_on(conn, client, args, raw, class.shape, proto),
     }
 }
@@ -422,7 +441,7 @@ fn exec(
     }
     let conn = s.pinned.clone().unwrap_or_else(|| shard.conn_for(s.db));
     let n = if s.pinned.is_some() { 1 } else { m.queued + 2 };
-    if let Some(flow) = not_admitted(&conn, client, n) {
+    if let Some(flow) = switching(&conn, client).or_else(|| not_admitted(&conn, client, n)) {
         return flow;
     }
     let m = s.multi.take().expect("in a transaction");
@@ -490,6 +509,27 @@ fn blocking(
     c.flush();
     s.blocked = Some(c);
     Flow::DrainAfter
+}
+
+fn is_script(args: &Args) -> bool {
+    let name = args.get(0);
+    [
+        &b"EVAL"[..],
+        b"EVALSHA",
+        b"EVAL_RO",
+        b"EVALSHA_RO",
+        b"FCALL",
+        b"FCALL_RO",
+    ]
+    .iter()
+    .any(|n| name.eq_ignore_ascii_case(n))
+}
+
+fn is_script_kill(args: &Args) -> bool {
+    args.len() == 2
+        && args.get(1).eq_ignore_ascii_case(b"KILL")
+        && (args.get(0).eq_ignore_ascii_case(b"SCRIPT")
+            || args.get(0).eq_ignore_ascii_case(b"FUNCTION"))
 }
 
 /// The backend timeout of `c` counts from the end of the command's own timeout.
@@ -574,7 +614,37 @@ pub fn forward_shared(
     forward_on(&conn, client, args, raw, Shape::Plain, s.proto)
 }
 
+/// `Some(Flow::Drain)` if the client's requests in flight went to another connection than
+/// `conn`: they must be answered first, or Redis could run the new one before them.
+#[inline]
+fn switching(conn: &Rc<Conn<Waiter>>, client: &ClientShared) -> Option<Flow> {
+    let at = Rc::as_ptr(conn) as usize;
+    if client.last_conn.get() != at {
+        if client.backlog().1 > 0 {
+            return Some(Flow::Drain);
+        }
+        client.last_conn.set(at);
+    }
+    None
+}
+
 fn forward_on(
+    conn: &Rc<Conn<Waiter>>,
+    client: &Rc<ClientShared>,
+    args: Args,
+    raw: Option<&[u8]>,
+    shape: Shape,
+    proto: Proto,
+) -> Flow {
+    if let Some(flow) = switching(conn, client) {
+        return flow;
+    }
+    send_on(conn, client, args, raw, shape, proto)
+}
+
+/// Forwards without regard to order with the client's other requests (SCRIPT KILL must
+/// overtake the script it kills).
+fn send_on(
     conn: &Rc<Conn<Waiter>>,
     client: &Rc<ClientShared>,
     args: Args,
@@ -622,7 +692,7 @@ fn get(
         }
         Join::Start => {}
     }
-    if let Some(flow) = not_admitted(conn, client, 2) {
+    if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 2)) {
         return flow;
     }
     let seq = client.push_pending();

@@ -54,6 +54,10 @@ pub struct ClientShared {
     pub writing: Cell<bool>,
     /// Replies to the requests being dispatched are dropped (CLIENT REPLY OFF/SKIP).
     pub muted: Cell<bool>,
+    /// The backend connection this client's last request went to (its address), so that a
+    /// request for another one waits until the earlier replies are in: Redis then runs the
+    /// client's commands in the order it sent them.
+    pub last_conn: Cell<usize>,
     /// What CLIENT LIST shows of this client (see `registry`).
     info: std::cell::OnceCell<std::sync::Arc<crate::registry::Info>>,
 }
@@ -81,6 +85,7 @@ impl ClientShared {
             written: Cell::new(0),
             writing: Cell::new(false),
             muted: Cell::new(false),
+            last_conn: Cell::new(0),
             info: std::cell::OnceCell::new(),
         }
     }

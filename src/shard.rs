@@ -3,7 +3,7 @@
 //! hot path is shared with other shards.
 
 use crate::backend::supervisor::{check_timeout, supervise};
-use crate::backend::{Conn, Params};
+use crate::backend::{Conn, Params, Status};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::config::Invalidation;
@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// Bumped by every SWAPDB that goes through the proxy (see `Shard::swapped_dbs`).
 static SWAP_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// A shared connection without a reply for this long is probed (see `probe_if_stalled`).
+const PROBE_AFTER_MS: u32 = 200;
 
 /// How often a shard sweeps expired entries and checks for shutdown.
 const TICK: Duration = Duration::from_millis(50);
@@ -47,6 +50,8 @@ pub struct Shard {
     other_dbs: RefCell<Vec<Rc<Conn<Waiter>>>>,
     /// For commands that must not wait behind anyone (CLIENT UNBLOCK, SCRIPT/FUNCTION KILL).
     oob: RefCell<Option<Rc<Conn<Waiter>>>>,
+    /// Scripts (EVAL, FCALL ...) in the default db, so a long one holds only this connection.
+    scripts: RefCell<Option<Rc<Conn<Waiter>>>>,
     /// `SWAP_EPOCH` as this shard last applied it.
     swaps_seen: Cell<u64>,
     epoch: Instant,
@@ -85,6 +90,7 @@ impl Shard {
             commands: RefCell::new(None),
             other_dbs: RefCell::new(Vec::new()),
             oob: RefCell::new(None),
+            scripts: RefCell::new(None),
             swaps_seen: Cell::new(SWAP_EPOCH.load(Ordering::Relaxed)),
             epoch: Instant::now(),
             now: Cell::new(0),
@@ -204,17 +210,52 @@ impl Shard {
         conn
     }
 
+    /// The scripts' connection without a reply for a while may sit behind a long script: ask
+    /// Redis on the out-of-band connection. While it answers `-BUSY`, new scripts get that
+    /// error at once (as from redis-server) and the backend timeout waits, since Redis is
+    /// alive; if it answers nothing, the timeouts take their course.
+    fn probe_if_stalled(self: &Rc<Self>, c: &Rc<Conn<Waiter>>, now: u32) {
+        {
+            let st = c.st.borrow();
+            if st.status != Status::Up
+                || st.waiters.is_empty()
+                || st.probing
+                || now.wrapping_sub(st.progress) < PROBE_AFTER_MS
+                || st.blocking.is_some()
+            {
+                return;
+            }
+        }
+        c.st.borrow_mut().probing = true;
+        let oob = self.oob();
+        oob.send_args([&b"PING"[..]].into_iter(), Waiter::Probe(c.clone()));
+        oob.flush();
+    }
+
     /// The out-of-band connection, opened on first use and kept.
     pub fn oob(self: &Rc<Self>) -> Rc<Conn<Waiter>> {
-        if let Some(c) = &*self.oob.borrow() {
+        self.extra_conn(&self.oob, "out-of-band")
+    }
+
+    /// The scripts' connection, opened on first use and kept.
+    pub fn script_conn(self: &Rc<Self>) -> Rc<Conn<Waiter>> {
+        self.extra_conn(&self.scripts, "scripts")
+    }
+
+    fn extra_conn(
+        self: &Rc<Self>,
+        slot: &RefCell<Option<Rc<Conn<Waiter>>>>,
+        what: &str,
+    ) -> Rc<Conn<Waiter>> {
+        if let Some(c) = &*slot.borrow() {
             return c.clone();
         }
-        let label = format!("shard {} out-of-band", self.id);
+        let label = format!("shard {} {what}", self.id);
         let conn = Rc::new(Conn::new(
             self.params(self.cfg.redis.db, false, label),
             self.cfg.redis_ops_limit,
         ));
-        *self.oob.borrow_mut() = Some(conn.clone());
+        *slot.borrow_mut() = Some(conn.clone());
         monoio::spawn(supervise(conn.clone(), self.clone()));
         conn
     }
@@ -223,6 +264,9 @@ impl Shard {
     #[inline]
     pub fn flush_shared(&self) {
         self.shared.flush();
+        if let Some(c) = &*self.scripts.borrow() {
+            c.flush();
+        }
         for c in self.other_dbs.borrow().iter() {
             c.flush();
         }
@@ -305,6 +349,13 @@ impl Shard {
         check_timeout(&self.shared, &**self, now, timeout);
         for c in self.other_dbs.borrow().iter() {
             check_timeout(c, &**self, now, timeout);
+        }
+        if let Some(oob) = &*self.oob.borrow() {
+            check_timeout(oob, &**self, now, timeout);
+        }
+        if let Some(sc) = self.scripts.borrow().clone() {
+            check_timeout(&sc, &**self, now, timeout);
+            self.probe_if_stalled(&sc, now);
         }
         self.pool.each(|c| check_timeout(c, &**self, now, timeout));
         if !self.stopping() {

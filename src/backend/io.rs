@@ -90,7 +90,10 @@ pub async fn reader<W, S: Sink<W>>(
         }
         if consumed > 0 {
             buf.advance(consumed);
-            conn.st.borrow_mut().progress = sink.now();
+            let mut st = conn.st.borrow_mut();
+            st.progress = sink.now();
+            st.busy = None;
+            drop(st);
             conn.wake_space();
         }
         if buf.is_empty() && buf.capacity() > KEEP_BUF {

@@ -69,7 +69,7 @@ pub enum Admit {
     Yes,
     /// The in-flight limit is reached: wait with `wait_space`, then try again.
     Full,
-    /// The connection is down: answer with `put_down_error` now.
+    /// The connection is down, or Redis is busy: answer with `put_down_error` now.
     Down,
 }
 
@@ -108,6 +108,12 @@ pub struct State<W> {
     /// A blocking command is in flight: no backend timeout before this instant (None: the
     /// command blocks forever).
     pub blocking: Option<Option<u32>>,
+    /// Redis answers other connections `-BUSY` (a long script holds this one): the error line
+    /// new requests get at once, until a reply arrives here.
+    pub busy: Option<String>,
+    /// A probe (PING on another connection) is finding out why no reply comes: no timeout
+    /// meanwhile; the probe's own connection times out if Redis is frozen.
+    pub probing: bool,
 }
 
 pub struct Conn<W> {
@@ -131,6 +137,8 @@ impl<W> Conn<W> {
                 sock: Default::default(),
                 progress: 0,
                 blocking: None,
+                busy: None,
+                probing: false,
             }),
             writer: Cell::new(None),
             space: RefCell::new(Vec::new()),
@@ -145,18 +153,22 @@ impl<W> Conn<W> {
         let st = self.st.borrow();
         match st.status {
             Status::Down | Status::Closed => Admit::Down,
+            _ if st.busy.is_some() => Admit::Down,
             _ if st.waiters.len() + n > self.limit && !st.waiters.is_empty() => Admit::Full,
             _ => Admit::Yes,
         }
     }
 
-    /// Writes the "backend down" error reply.
+    /// Writes why requests are refused now: Redis's `-BUSY`, or the backend is down.
     pub fn put_down_error(&self, out: &mut BytesMut) {
         let st = self.st.borrow();
-        put_error(
-            out,
-            format!("ERR backend unavailable: {}", st.last_error).as_bytes(),
-        );
+        match &st.busy {
+            Some(busy) => put_error(out, busy.as_bytes()),
+            None => put_error(
+                out,
+                format!("ERR backend unavailable: {}", st.last_error).as_bytes(),
+            ),
+        }
     }
 
     /// Queues a client's request: its raw RESP bytes when it came as RESP (forwarded verbatim),

@@ -120,6 +120,7 @@ pub fn down<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, what: &str, why: String) {
         st.generation += 1;
         st.last_error = why;
         st.blocking = None;
+        st.busy = None;
         std::mem::take(&mut st.sock).shutdown();
     }
     conn.flush(); // the writer of the dead connection sees the new generation and exits
@@ -205,7 +206,7 @@ pub fn check_timeout<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, now: u32, timeout:
             Some(Some(until)) => !crate::cache::reached(now, until),
             None => false,
         };
-        if st.waiters.is_empty() || st.status != Status::Up || blocked {
+        if st.waiters.is_empty() || st.status != Status::Up || blocked || st.probing {
             st.progress = now;
             false
         } else {
