@@ -3,8 +3,8 @@
 //! under target/ and `npm ci` in tests/clients, under a lock, so these tests may run at once) and
 //! runs one check script per library; see the scripts for the list of checks.
 //!
-//! Each library runs twice: straight at redis-server (`DIRECT=1`, every check, to show that the
-//! checks themselves are right) and through the proxy.
+//! Each library runs twice, every check both times: straight at redis-server (`DIRECT=1`, to
+//! show that the checks themselves are right) and through the proxy.
 mod common;
 
 use common::*;
@@ -81,14 +81,11 @@ fn run_checks(lib: &str, env: &[(&str, String)]) {
 fn through_proxy(lib: &str) {
     let redis = RedisServer::start();
     let proxy = Proxy::start(redis.port(), &["--threads", "2"]);
+    // Every check, SELECT per connection and CLIENT SETNAME/GETNAME included (no SKIP_PENDING:
+    // it was needed only while the proxy refused those two).
     let env = [
         ("PROXY_PORT", proxy.port().to_string()),
         ("REDIS_PORT", redis.port().to_string()),
-        // The proxy does not support SELECT of another db per connection (Redis(db=1),
-        // createClient({database: 1}), new Redis({db: 1})) nor CLIENT SETNAME/GETNAME yet: both
-        // are being implemented in parallel. SKIP_PENDING=1 skips only those two checks; drop it
-        // once they land, so that every check runs through the proxy.
-        ("SKIP_PENDING", "1".to_string()),
     ];
     run_checks(lib, &env);
     assert_eq!(

@@ -12,7 +12,8 @@
 # The checks read their targets from the environment this script is given:
 #   PROXY_PORT, REDIS_PORT  ports on 127.0.0.1 of the proxy and of the redis-server behind it
 #   DIRECT=1                point the checks at redis-server (REDIS_PORT) instead of the proxy
-#   SKIP_PENDING=1          skip the checks of features the proxy does not support yet
+#   SKIP_PENDING=1          skip the [pending] checks (SELECT per connection, CLIENT SETNAME/GETNAME),
+#                           for a proxy build from before they were supported
 # Exit status: 0 if every library's checks passed.
 set -euo pipefail
 
