@@ -55,6 +55,8 @@ pub enum Kind {
     /// CLIENT subcommands: answered by the proxy for its own clients (a few forwarded).
     Client,
     Reset,
+    /// MONITOR: a connection of its own streams Redis's feed to the client.
+    Monitor,
     /// Holds per-connection server state: cannot share the pipelined backend connection.
     Refused(&'static str),
 }
@@ -215,7 +217,8 @@ fn table(name: &[u8]) -> Kind {
         b"RESET" => Kind::Reset,
         b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
         b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
-        | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
+        | b"SUNSUBSCRIBE" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
+        b"MONITOR" => Kind::Monitor,
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
         | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Kind::Blocking,
         b"DEBUG" => Kind::Refused(BLOCK),
@@ -378,7 +381,7 @@ mod tests {
 
     #[test]
     fn stateful_commands_are_refused() {
-        for c in ["subscribe c", "monitor", "readonly"] {
+        for c in ["subscribe c", "psync", "readonly"] {
             assert!(matches!(class(c).kind, Kind::Refused(_)), "{c}");
         }
         for c in [

@@ -35,6 +35,8 @@ pub struct Session {
     pub blocked: Option<Dedicated>,
     /// CLIENT REPLY SKIP: the next command's reply is dropped.
     pub skip_next: bool,
+    /// MONITOR's own connection.
+    pub monitor: Option<crate::monitor::Monitor>,
 }
 
 impl Session {
@@ -48,6 +50,7 @@ impl Session {
             watching: false,
             blocked: None,
             skip_next: false,
+            monitor: None,
         }
     }
 
@@ -60,6 +63,13 @@ impl Session {
         self.db = shard.cfg.redis.db;
         self.proto = Proto::Resp2;
         self.skip_next = false;
+        self.stop_monitor();
+    }
+
+    fn stop_monitor(&mut self) {
+        if let Some(m) = self.monitor.take() {
+            m.borrow().shutdown();
+        }
     }
 
     /// Releases the pinned connection (the client's state on it is gone).
@@ -72,6 +82,7 @@ impl Session {
 
     /// The client left: its dedicated connections go back clean, or are closed.
     pub fn end(&mut self, shard: &Shard) {
+        self.stop_monitor();
         let clean = !self.watching && self.multi.is_none();
         self.unpin(shard, clean);
         if let Some(c) = self.blocked.take() {
@@ -163,6 +174,18 @@ fn dispatch_muted(
                 return Flow::Drain;
             }
             return crate::client_cmd::reset(shard, client, s);
+        }
+        Kind::Monitor => {
+            if client.backlog().1 > 0 {
+                return Flow::Drain;
+            }
+            if s.monitor.is_none() {
+                let seq = client.push_pending();
+                s.monitor = Some(crate::monitor::start(shard, client, seq, s.db));
+            } else {
+                client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            }
+            return Flow::Next;
         }
         Kind::Select => {
             let Some(db) = select(shard, &args, client) else {
@@ -374,7 +397,12 @@ fn in_multi(
         }
         // As in redis-server, RESET is not queued: it ends the transaction.
         Kind::Reset => return crate::client_cmd::reset(shard, client, s),
-        Kind::Refused(_) | Kind::Select | Kind::Auth | Kind::Hello | Kind::Client => {
+        Kind::Refused(_)
+        | Kind::Select
+        | Kind::Auth
+        | Kind::Hello
+        | Kind::Client
+        | Kind::Monitor => {
             m.dirty = true;
             let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
             let msg = format!(

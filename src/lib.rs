@@ -41,6 +41,7 @@ pub mod fault;
 pub mod fetch;
 pub mod listener;
 pub mod log;
+pub mod monitor;
 pub mod multi;
 pub mod pool;
 pub mod registry;

@@ -233,6 +233,12 @@ impl ClientShared {
         self.q.borrow().dead
     }
 
+    /// Dead, or its reader is done (the client left or quit).
+    pub fn is_closed(&self) -> bool {
+        let q = self.q.borrow();
+        q.dead || q.closing
+    }
+
     /// The reader is done: the writer finishes what is queued, then closes.
     pub fn close(&self) {
         self.q.borrow_mut().closing = true;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 const REFUSED: &[(&[&str], &str)] = &[
     (&["SUBSCRIBE", "chan"], "'subscribe'"),
-    (&["MONITOR"], "'monitor'"),
     (&["PSUBSCRIBE", "ch*"], "'psubscribe'"),
     (&["SHUTDOWN", "NOSAVE"], "'shutdown'"),
 ];
