@@ -1,32 +1,45 @@
 //! redis-proxy: a Redis-compatible, thread-per-core caching proxy.
 //!
-//! Clients speak RESP2 (or inline commands) to the proxy as if it were Redis. GETs are served
-//! from a per-shard LRU/TTL cache; everything else is pipelined to Redis over one connection per
-//! shard. The cache stays coherent through Redis's CLIENT TRACKING: that connection speaks RESP3,
-//! so invalidation pushes arrive in order with the replies they concern.
+//! Clients speak RESP2, RESP3 (HELLO 3) or inline commands to the proxy as if it were Redis.
+//! GETs are served from a per-shard LRU/TTL cache; everything else is pipelined to Redis over
+//! the shard's shared connection for the client's db, or, for clients that hold server state or
+//! block, over a dedicated connection. The cache stays coherent through Redis's CLIENT TRACKING:
+//! the shared connections speak RESP3, so invalidation pushes arrive in order with the replies
+//! they concern.
 //!
 //! # Module map
 //!
 //! - [`config`]: the command line (clap, with `REDIS_PROXY_*` env fallbacks) and its validation.
 //! - [`shard`]: one pinned thread + monoio runtime (io_uring, epoll fallback) per core; owns
-//!   the shard's cache, in-flight fetches and backend connection; shutdown sequence.
+//!   the shard's cache, in-flight fetches and backend connections; shutdown sequence.
 //! - [`listener`]: the shard's SO_REUSEPORT accept loop.
-//! - [`client`]: per-connection reader (scan, classify, dispatch) and writer (ordered replies,
+//! - [`client`]: per-connection reader (scan, dispatch, waits) and writer (ordered replies,
 //!   one write per batch).
+//! - [`dispatch`]: the client's session (protocol, db, transaction, pinned or blocked
+//!   connection) and what each command does with it.
 //! - [`replies`]: a client's reply slots, completed out of order, sent in order.
-//! - [`command`]: the dispatch table: cacheable read, write + keys, refused, local.
-//! - [`auth`]: `AUTH` and `HELLO` answered by the proxy (--requirepass).
-//! - [`resp`]: wire formats without I/O: request scanner, reply framing, RESP3 -> RESP2, encoding.
-//! - [`cache`]: the LRU/TTL store (slab + hashbrown index), with bounded-work expiry sweeps.
+//! - [`command`]: the dispatch table: cacheable read, write + keys, blocking, refused, local.
+//! - [`auth`]: `AUTH` and `HELLO` answered by the proxy (--requirepass, protocol switch).
+//! - [`multi`]: MULTI queued by the proxy and sent as one block; EXEC replies; Redis's command
+//!   table for queue-time errors.
+//! - [`client_cmd`]: `CLIENT` and `RESET` for the proxy's own clients; [`registry`]: every
+//!   client of the process, for CLIENT LIST/KILL/UNBLOCK across shards.
+//! - [`monitor`]: `MONITOR` on a connection of its own.
+//! - [`pool`]: dedicated backend connections (WATCH, blocking commands), reused only when clean.
+//! - [`deliver`]: the shard's sink for backend replies and pushes: relay, fill, invalidate.
+//! - [`resp`]: wire formats without I/O: request scanner, reply framing, one cursor, RESP3 ->
+//!   RESP2, encoding in the client's protocol.
+//! - [`cache`]: the LRU/TTL store (slab + hashbrown index, per db), bounded-work expiry sweeps.
 //! - [`fetch`]: cache fills in flight: single flight, and poisoning by writes/invalidations.
-//! - [`backend`]: the pipelined connection, its handshake (HELLO 3, AUTH, SELECT, CLIENT
-//!   TRACKING), invalidation pushes, reconnection with backoff.
+//! - [`backend`]: a pipelined connection as a value: handshake (HELLO 3, AUTH, SELECT, CLIENT
+//!   TRACKING), reader/writer tasks, supervision (reconnect, backoff, timeouts); replies go to a
+//!   sink, so it knows nothing of shards, clients or caches.
 //! - [`log`](mod@log): stderr logging.
 //! - [`socket`]: a stream's owned halves, and a handle that shuts it down only while they live.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
-//! Deliberately missing: Redis Cluster, per-client connection state (MULTI, SUBSCRIBE, SELECT,
-//! blocking commands are refused with an error), RESP3 towards clients, an HTTP front-end.
+//! Deliberately missing: Redis Cluster, pub/sub fan-out (SUBSCRIBE is refused with an error),
+//! CLIENT TRACKING for the proxy's own clients, an HTTP front-end.
 
 pub mod auth;
 pub mod backend;
