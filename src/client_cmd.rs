@@ -157,6 +157,27 @@ pub fn reset(shard: &Shard, client: &ClientShared, s: &mut Session) -> Flow {
     Flow::Next
 }
 
+/// `SELECT db`, with redis-server's checks and errors: the db, or `None` once the error is
+/// written.
+pub fn select(shard: &Shard, args: &Args, client: &ClientShared) -> Option<u32> {
+    let err: &[u8] = if args.len() != 2 {
+        b"ERR wrong number of arguments for 'select' command"
+    } else {
+        match crate::command::redis_int(args.get(1)).map(i32::try_from) {
+            None => b"ERR value is not an integer or out of range",
+            Some(Err(_)) => {
+                b"ERR value is out of range, value must between -2147483648 and 2147483647"
+            }
+            Some(Ok(n)) if n < 0 || shard.databases().is_some_and(|dbs| n as u32 >= dbs) => {
+                b"ERR DB index is out of range"
+            }
+            Some(Ok(n)) => return Some(n as u32),
+        }
+    };
+    client.push_local(|o| put_error(o, err));
+    None
+}
+
 fn put_verbatim(o: &mut bytes::BytesMut, text: &[u8], proto: Proto) {
     match proto {
         Proto::Resp2 => put_bulk(o, text),

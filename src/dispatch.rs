@@ -3,18 +3,17 @@
 //! request on the client's dedicated connection.
 
 use crate::backend::{Admit, Conn};
-use crate::command::{block_timeout_ms, classify, script_keys, write_keys, Keys, Kind};
+use crate::command::{classify, script_keys, write_keys, Keys, Kind};
 use crate::deliver::Waiter;
 use crate::fetch::Join;
-use crate::multi::{Multi, EXECABORT};
+use crate::multi::Multi;
 use crate::pool::Dedicated;
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
 use crate::resp::encode::{put_cached, Proto};
 use crate::resp::request::Args;
-use crate::resp::write::{put_bulk, put_command, put_error, put_header};
+use crate::resp::write::{put_bulk, put_error, put_header};
 use crate::shard::Shard;
-use bytes::Bytes;
 use std::rc::Rc;
 
 /// One client's connection state, as redis-server keeps it per connection.
@@ -143,7 +142,7 @@ fn dispatch_muted(
     #[cfg(debug_assertions)]
     crate::fault::maybe_panic(&args);
     if s.multi.is_some() {
-        return in_multi(shard, client, s, args, raw, class.kind, class.shape);
+        return crate::multi::in_multi(shard, client, s, args, raw, class.kind, class.shape);
     }
     if s.pinned.is_some() && !s.watching {
         // Done with its dedicated connection (EXEC, DISCARD, UNWATCH ran on it).
@@ -188,7 +187,7 @@ fn dispatch_muted(
             return Flow::Next;
         }
         Kind::Select => {
-            let Some(db) = select(shard, &args, client) else {
+            let Some(db) = crate::client_cmd::select(shard, &args, client) else {
                 return Flow::Next;
             };
             s.db = db;
@@ -310,7 +309,7 @@ fn dispatch_muted(
             client.push_local(|o| put_bulk(o, args.get(1)));
             Flow::Next
         }
-        Kind::Blocking => blocking(shard, client, s, args, raw, class.shape),
+        Kind::Blocking => crate::blocking::blocking(shard, client, s, args, raw, class.shape),
         // They must reach Redis while the shared connection waits behind the script.
         Kind::Read if is_script_kill(&args) => {
             let oob = shard.oob();
@@ -351,192 +350,11 @@ fn pinned(
             if shard.cache_on {
                 invalidate(shard, &args, Keys::AllArgs);
             }
-            set_blocking(shard, c, &args);
+            crate::blocking::set_blocking(shard, c, &args);
         }
         _ => {}
     }
     forward_on(c, client, args, raw, shape, s.proto)
-}
-
-/// A command between MULTI and EXEC.
-fn in_multi(
-    shard: &Rc<Shard>,
-    client: &Rc<ClientShared>,
-    s: &mut Session,
-    args: Args,
-    raw: Option<&[u8]>,
-    kind: Kind,
-    shape: Shape,
-) -> Flow {
-    let proto = s.proto;
-    let m = s.multi.as_mut().expect("in a transaction");
-    match kind {
-        Kind::Exec if args.len() != 1 => return arity(client, "exec"),
-        Kind::Discard if args.len() != 1 => return arity(client, "discard"),
-        Kind::Exec => return exec(shard, client, s, args, raw),
-        Kind::Discard => {
-            s.multi = None;
-            if let Some(c) = &s.pinned {
-                s.watching = false;
-                return forward_on(c, client, args, raw, shape, proto);
-            }
-            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
-            return Flow::Next;
-        }
-        Kind::Multi => {
-            client.push_local(|o| put_error(o, b"ERR MULTI calls can not be nested"));
-            return Flow::Next;
-        }
-        Kind::Watch => {
-            client.push_local(|o| put_error(o, b"ERR WATCH inside MULTI is not allowed"));
-            return Flow::Next;
-        }
-        Kind::Quit => {
-            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
-            return Flow::Quit;
-        }
-        // As in redis-server, RESET is not queued: it ends the transaction.
-        Kind::Reset => return crate::client_cmd::reset(shard, client, s),
-        Kind::Refused(_)
-        | Kind::Select
-        | Kind::Auth
-        | Kind::Hello
-        | Kind::Client
-        | Kind::Monitor => {
-            m.dirty = true;
-            let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
-            let msg = format!(
-                "ERR command '{name}' inside MULTI is not supported by redis-proxy (it changes \
-                 per-connection server state)"
-            );
-            client.push_local(|o| put_error(o, msg.as_bytes()));
-            return Flow::Next;
-        }
-        _ => {}
-    }
-    if s.pinned.is_none() {
-        if let Some(err) = shard.commands().and_then(|t| t.check(&args)) {
-            m.dirty = true;
-            client.push_local(|o| put_error(o, err.as_bytes()));
-            return Flow::Next;
-        }
-    }
-    m.queued += 1;
-    m.shapes.push(shape);
-    match kind {
-        Kind::Write(Keys::Script) => {
-            if let Some(range) = script_keys(&args) {
-                m.keys
-                    .extend(range.map(|i| Bytes::copy_from_slice(args.get(i))));
-            }
-        }
-        Kind::Write(keys) => m
-            .keys
-            .extend(write_keys(keys, args.len()).map(|i| Bytes::copy_from_slice(args.get(i)))),
-        Kind::Blocking => m
-            .keys
-            .extend(args.iter().skip(1).map(Bytes::copy_from_slice)),
-        Kind::Flush | Kind::FlushDb | Kind::Swapdb => m.flush = true,
-        _ => {}
-    }
-    match &s.pinned {
-        Some(c) => forward_on(c, client, args, raw, Shape::Plain, proto),
-        None => {
-            match raw {
-                Some(raw) => m.block.extend_from_slice(raw),
-                None => put_command(&mut m.block, args.iter()),
-            }
-            client.push_local(|o| o.extend_from_slice(b"+QUEUED\r\n"));
-            Flow::Next
-        }
-    }
-}
-
-/// EXEC: the queued block goes out contiguously on the shared connection (or EXEC on the
-/// pinned one, where Redis queued the commands itself).
-fn exec(
-    shard: &Rc<Shard>,
-    client: &Rc<ClientShared>,
-    s: &mut Session,
-    args: Args,
-    raw: Option<&[u8]>,
-) -> Flow {
-    let m = s.multi.as_ref().expect("in a transaction");
-    if m.dirty && s.pinned.is_none() {
-        s.multi = None;
-        client.push_local(|o| o.extend_from_slice(EXECABORT));
-        return Flow::Next;
-    }
-    let conn = s.pinned.clone().unwrap_or_else(|| shard.conn_for(s.db));
-    let n = if s.pinned.is_some() { 1 } else { m.queued + 2 };
-    if let Some(flow) = switching(&conn, client).or_else(|| not_admitted(&conn, client, n)) {
-        return flow;
-    }
-    let m = s.multi.take().expect("in a transaction");
-    if m.flush {
-        shard.flush_cache();
-    }
-    for k in &m.keys {
-        shard.invalidate(k);
-    }
-    let seq = client.push_pending();
-    let reply = Waiter::Exec(Box::new(crate::multi::ExecReply {
-        client: client.clone(),
-        seq,
-        proto: s.proto,
-        shapes: m.shapes,
-        keys: m.keys,
-        flush: m.flush,
-    }));
-    if s.pinned.is_some() {
-        s.watching = false;
-        conn.send_request(raw, &args, reply);
-    } else {
-        let mut block = m.block;
-        put_command(&mut block, [&b"EXEC"[..]].into_iter());
-        let acks = (0..=m.queued).map(|_| Waiter::Ignore);
-        conn.send_block(&block, acks.chain(std::iter::once(reply)));
-    }
-    conn.flush();
-    Flow::Next
-}
-
-/// A blocking command on a dedicated connection of its own, so it blocks only its client.
-fn blocking(
-    shard: &Rc<Shard>,
-    client: &Rc<ClientShared>,
-    s: &mut Session,
-    args: Args,
-    raw: Option<&[u8]>,
-    shape: Shape,
-) -> Flow {
-    if client.backlog().1 > 0 {
-        return Flow::Drain;
-    }
-    let Some(c) = shard.pool.acquire(shard, s.db) else {
-        client.push_local(|o| put_error(o, b"ERR max pinned connections reached"));
-        return Flow::Next;
-    };
-    if shard.cache_on {
-        invalidate(shard, &args, Keys::AllArgs);
-    }
-    set_blocking(shard, &c, &args);
-    client
-        .info()
-        .blocked_on
-        .store(c.server().id, std::sync::atomic::Ordering::Relaxed);
-    let seq = client.push_pending();
-    let w = Waiter::Blocking {
-        client: client.clone(),
-        seq,
-        shape,
-        proto: s.proto,
-        conn: c.clone(),
-    };
-    c.send_request(raw, &args, w);
-    c.flush();
-    s.blocked = Some(c);
-    Flow::DrainAfter
 }
 
 fn is_script(args: &Args) -> bool {
@@ -560,49 +378,25 @@ fn is_script_kill(args: &Args) -> bool {
             || args.get(0).eq_ignore_ascii_case(b"FUNCTION"))
 }
 
-/// The backend timeout of `c` counts from the end of the command's own timeout.
-fn set_blocking(shard: &Shard, c: &Dedicated, args: &Args) {
-    let until = block_timeout_ms(args)
-        .map(|ms| shard.now().wrapping_add(ms.min(u32::MAX as u64 / 4) as u32));
-    c.st.borrow_mut().blocking = Some(until);
-}
-
 fn refuse(client: &ClientShared, args: &Args, why: &str) {
     let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
     let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
     client.push_local(|o| put_error(o, msg.as_bytes()));
 }
 
-fn arity(client: &ClientShared, name: &str) -> Flow {
+pub(crate) fn arity(client: &ClientShared, name: &str) -> Flow {
     let msg = format!("ERR wrong number of arguments for '{name}' command");
     client.push_local(|o| put_error(o, msg.as_bytes()));
     Flow::Next
 }
 
-/// `SELECT db`, with redis-server's checks and errors: the db, or `None` once the error is
-/// written.
-fn select(shard: &Shard, args: &Args, client: &ClientShared) -> Option<u32> {
-    let err: &[u8] = if args.len() != 2 {
-        b"ERR wrong number of arguments for 'select' command"
-    } else {
-        match crate::command::redis_int(args.get(1)).map(i32::try_from) {
-            None => b"ERR value is not an integer or out of range",
-            Some(Err(_)) => {
-                b"ERR value is out of range, value must between -2147483648 and 2147483647"
-            }
-            Some(Ok(n)) if n < 0 || shard.databases().is_some_and(|dbs| n as u32 >= dbs) => {
-                b"ERR DB index is out of range"
-            }
-            Some(Ok(n)) => return Some(n as u32),
-        }
-    };
-    client.push_local(|o| put_error(o, err));
-    None
-}
-
 /// `Some(flow)` if `n` requests cannot be queued on `conn` now.
 #[inline]
-fn not_admitted(conn: &Rc<Conn<Waiter>>, client: &ClientShared, n: usize) -> Option<Flow> {
+pub(crate) fn not_admitted(
+    conn: &Rc<Conn<Waiter>>,
+    client: &ClientShared,
+    n: usize,
+) -> Option<Flow> {
     match conn.admit(n) {
         Admit::Yes => None,
         Admit::Full => Some(Flow::Wait(conn.clone(), n)),
@@ -613,7 +407,7 @@ fn not_admitted(conn: &Rc<Conn<Waiter>>, client: &ClientShared, n: usize) -> Opt
     }
 }
 
-fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
+pub(crate) fn invalidate(shard: &Shard, args: &Args, keys: Keys) {
     match keys {
         Keys::Script => {
             if let Some(range) = script_keys(args) {
@@ -645,7 +439,7 @@ pub fn forward_shared(
 /// `Some(Flow::Drain)` if the client's requests in flight went to another connection than
 /// `conn`: they must be answered first, or Redis could run the new one before them.
 #[inline]
-fn switching(conn: &Rc<Conn<Waiter>>, client: &ClientShared) -> Option<Flow> {
+pub(crate) fn switching(conn: &Rc<Conn<Waiter>>, client: &ClientShared) -> Option<Flow> {
     let at = Rc::as_ptr(conn) as usize;
     if client.last_conn.get() != at {
         if client.backlog().1 > 0 {
@@ -656,7 +450,7 @@ fn switching(conn: &Rc<Conn<Waiter>>, client: &ClientShared) -> Option<Flow> {
     None
 }
 
-fn forward_on(
+pub(crate) fn forward_on(
     conn: &Rc<Conn<Waiter>>,
     client: &Rc<ClientShared>,
     args: Args,

@@ -25,6 +25,7 @@
 //! - [`client_cmd`]: `CLIENT` and `RESET` for the proxy's own clients; [`registry`]: every
 //!   client of the process, for CLIENT LIST/KILL/UNBLOCK across shards.
 //! - [`monitor`]: `MONITOR` on a connection of its own.
+//! - [`blocking`]: blocking commands, each on a dedicated connection.
 //! - [`pool`]: dedicated backend connections (WATCH, blocking commands), reused only when clean.
 //! - [`deliver`]: the shard's sink for backend replies and pushes: relay, fill, invalidate.
 //! - [`resp`]: wire formats without I/O: request scanner, reply framing, one cursor, RESP3 ->
@@ -43,6 +44,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod blocking;
 pub mod cache;
 pub mod client;
 pub mod client_cmd;

@@ -7,13 +7,16 @@
 //! they come; either way the written keys are evicted before EXEC is sent and again when its
 //! reply arrives.
 
+use crate::command::{script_keys, write_keys, Keys, Kind};
+use crate::deliver::Waiter;
+use crate::dispatch::{arity, forward_on, not_admitted, switching, Flow, Session};
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
 use crate::resp::cursor::{header, Cursor};
 use crate::resp::encode::{relay, Proto};
 use crate::resp::frame::frame_len;
 use crate::resp::request::Args;
-use crate::resp::write::{put_error, put_header};
+use crate::resp::write::{put_command, put_error, put_header};
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
@@ -73,7 +76,7 @@ impl ExecReply {
             .complete(self.seq, |out| put_error(out, msg.as_bytes()));
     }
 
-    fn evict(&self, shard: &Shard) {
+    pub fn evict(&self, shard: &Shard) {
         if self.flush {
             shard.flush_cache();
         }
@@ -112,6 +115,144 @@ fn put_exec_reply(frame: &[u8], shapes: &[Shape], resp3: bool, proto: Proto, out
         let info = frame_len(frame).ok().flatten().expect("framed reply");
         relay(frame, info, Shape::Plain, true, Proto::Resp2, out);
     }
+}
+
+/// A command between MULTI and EXEC.
+pub fn in_multi(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+    kind: Kind,
+    shape: Shape,
+) -> Flow {
+    let proto = s.proto;
+    let m = s.multi.as_mut().expect("in a transaction");
+    match kind {
+        Kind::Exec if args.len() != 1 => return arity(client, "exec"),
+        Kind::Discard if args.len() != 1 => return arity(client, "discard"),
+        Kind::Exec => return exec(shard, client, s, args, raw),
+        Kind::Discard => {
+            s.multi = None;
+            if let Some(c) = &s.pinned {
+                s.watching = false;
+                return forward_on(c, client, args, raw, shape, proto);
+            }
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            return Flow::Next;
+        }
+        Kind::Multi => {
+            client.push_local(|o| put_error(o, b"ERR MULTI calls can not be nested"));
+            return Flow::Next;
+        }
+        Kind::Watch => {
+            client.push_local(|o| put_error(o, b"ERR WATCH inside MULTI is not allowed"));
+            return Flow::Next;
+        }
+        Kind::Quit => {
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            return Flow::Quit;
+        }
+        // As in redis-server, RESET is not queued: it ends the transaction.
+        Kind::Reset => return crate::client_cmd::reset(shard, client, s),
+        Kind::Refused(_)
+        | Kind::Select
+        | Kind::Auth
+        | Kind::Hello
+        | Kind::Client
+        | Kind::Monitor => {
+            m.dirty = true;
+            let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
+            let msg = format!(
+                "ERR command '{name}' inside MULTI is not supported by redis-proxy (it changes \
+                 per-connection server state)"
+            );
+            client.push_local(|o| put_error(o, msg.as_bytes()));
+            return Flow::Next;
+        }
+        _ => {}
+    }
+    if s.pinned.is_none() {
+        if let Some(err) = shard.commands().and_then(|t| t.check(&args)) {
+            m.dirty = true;
+            client.push_local(|o| put_error(o, err.as_bytes()));
+            return Flow::Next;
+        }
+    }
+    m.queued += 1;
+    m.shapes.push(shape);
+    match kind {
+        Kind::Write(Keys::Script) => {
+            if let Some(range) = script_keys(&args) {
+                m.keys
+                    .extend(range.map(|i| Bytes::copy_from_slice(args.get(i))));
+            }
+        }
+        Kind::Write(keys) => m
+            .keys
+            .extend(write_keys(keys, args.len()).map(|i| Bytes::copy_from_slice(args.get(i)))),
+        Kind::Blocking => m
+            .keys
+            .extend(args.iter().skip(1).map(Bytes::copy_from_slice)),
+        Kind::Flush | Kind::FlushDb | Kind::Swapdb => m.flush = true,
+        _ => {}
+    }
+    match &s.pinned {
+        Some(c) => forward_on(c, client, args, raw, Shape::Plain, proto),
+        None => {
+            match raw {
+                Some(raw) => m.block.extend_from_slice(raw),
+                None => put_command(&mut m.block, args.iter()),
+            }
+            client.push_local(|o| o.extend_from_slice(b"+QUEUED\r\n"));
+            Flow::Next
+        }
+    }
+}
+
+/// EXEC: the queued block goes out contiguously on the shared connection (or EXEC on the
+/// pinned one, where Redis queued the commands itself).
+fn exec(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+) -> Flow {
+    let m = s.multi.as_ref().expect("in a transaction");
+    if m.dirty && s.pinned.is_none() {
+        s.multi = None;
+        client.push_local(|o| o.extend_from_slice(EXECABORT));
+        return Flow::Next;
+    }
+    let conn = s.pinned.clone().unwrap_or_else(|| shard.conn_for(s.db));
+    let n = if s.pinned.is_some() { 1 } else { m.queued + 2 };
+    if let Some(flow) = switching(&conn, client).or_else(|| not_admitted(&conn, client, n)) {
+        return flow;
+    }
+    let m = s.multi.take().expect("in a transaction");
+    let reply = ExecReply {
+        client: client.clone(),
+        seq: client.push_pending(),
+        proto: s.proto,
+        shapes: m.shapes,
+        keys: m.keys,
+        flush: m.flush,
+    };
+    reply.evict(shard);
+    let reply = Waiter::Exec(Box::new(reply));
+    if s.pinned.is_some() {
+        s.watching = false;
+        conn.send_request(raw, &args, reply);
+    } else {
+        let mut block = m.block;
+        put_command(&mut block, [&b"EXEC"[..]].into_iter());
+        let acks = (0..=m.queued).map(|_| Waiter::Ignore);
+        conn.send_block(&block, acks.chain(std::iter::once(reply)));
+    }
+    conn.flush();
+    Flow::Next
 }
 
 /// Names and arities of Redis's commands (from `COMMAND`), for the checks redis-server makes
