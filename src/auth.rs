@@ -125,6 +125,7 @@ pub fn hello(
             );
             return;
         }
+        client.info().update(|d| d.name = name.to_vec());
     }
     if let Some(p) = proto {
         session.proto = p;

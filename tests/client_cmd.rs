@@ -52,6 +52,9 @@ fn id_name_info_list() {
     assert!(a.cmd(&["HELLO", "3"]).contains(&format!("id\r\n:{id}\r\n")));
     assert!(a.cmd(&["CLIENT", "INFO"]).starts_with("="));
     assert_eq!(a.cmd(&["CLIENT", "GETNAME"]), "$8\r\nworker-1\r\n");
+    // HELLO's SETNAME names the client too.
+    a.cmd(&["HELLO", "2", "SETNAME", "renamed"]);
+    assert_eq!(a.cmd(&["CLIENT", "GETNAME"]), "$7\r\nrenamed\r\n");
 }
 
 #[test]
