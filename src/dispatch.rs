@@ -252,12 +252,15 @@ fn dispatch_muted(
         return pinned(shard, client, s, &c, args, raw, class.kind, class.shape);
     }
     let cache_on = shard.cache_on;
-    let conn = &shard.conn_for(s.db);
     // Dbs past 255 are not cached (the cache keeps the db in a byte).
     let cache_db = u8::try_from(s.db).ok().filter(|_| cache_on);
     match class.kind {
-        Kind::Get if cache_db.is_some() => get(shard, conn, s, client, args, raw),
-        Kind::Mget if cache_db.is_some() => mget(shard, conn, s, client, args, raw),
+        Kind::Get if cache_db.is_some() => return get(shard, s, client, args, raw),
+        Kind::Mget if cache_db.is_some() => return mget(shard, s, client, args, raw),
+        _ => {}
+    }
+    let conn = &shard.conn_for(s.db);
+    match class.kind {
         Kind::Write(keys) => {
             let script = keys == Keys::Script && s.db == shard.cfg.redis.db;
             let conn = &if script {
@@ -489,8 +492,7 @@ fn send_on(
 }
 
 fn get(
-    shard: &Shard,
-    conn: &Rc<Conn<Waiter>>,
+    shard: &Rc<Shard>,
     s: &Session,
     client: &Rc<ClientShared>,
     args: Args,
@@ -514,6 +516,7 @@ fn get(
         }
         Join::Start => {}
     }
+    let conn = &shard.conn_for(s.db);
     if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 2)) {
         return flow;
     }
@@ -531,8 +534,7 @@ fn get(
 /// all keys from the cache (which mirrors Redis as of the last invalidation applied), or, on any
 /// miss, one backend MGET of all the keys. Never hits mixed with values fetched later.
 fn mget(
-    shard: &Shard,
-    conn: &Rc<Conn<Waiter>>,
+    shard: &Rc<Shard>,
     s: &Session,
     client: &Rc<ClientShared>,
     args: Args,
@@ -543,6 +545,7 @@ fn mget(
     let mut cache = shard.cache.borrow_mut();
     if !args.iter().skip(1).all(|k| cache.contains(db, k, now)) {
         drop(cache);
+        let conn = &shard.conn_for(s.db);
         return forward_on(conn, client, args, raw, Shape::Plain, proto);
     }
     client.push_local(|o| {
