@@ -54,7 +54,9 @@ impl Pool {
         let n = self.opened.get() + 1;
         self.opened.set(n);
         let label = format!("shard {} dedicated #{n} (db {db})", shard.id);
-        let conn = Rc::new(Conn::new(shard.params(db, false, label), usize::MAX));
+        let mut params = shard.params(db, false, label);
+        params.log_connects = false;
+        let conn = Rc::new(Conn::new(params, usize::MAX));
         monoio::spawn(run_dedicated(conn.clone(), shard.clone()));
         conn
     }

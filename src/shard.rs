@@ -113,6 +113,7 @@ impl Shard {
             commands: false,
             connect_timeout: cfg.connect_timeout,
             label: String::new(),
+            log_connects: true,
         }
     }
 
@@ -358,7 +359,8 @@ impl Shard {
             self.probe_if_stalled(&sc, now);
         }
         self.pool.each(|c| check_timeout(c, &**self, now, timeout));
-        if !self.stopping() {
+        // Warm connections only while Redis is there: no connect churn while it is down.
+        if !self.stopping() && self.shared.status() == Status::Up {
             self.pool.top_up(self);
         }
         if n.is_multiple_of(20) {
@@ -478,7 +480,6 @@ async fn run(id: usize, common: Common) {
     let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections));
     let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
     monoio::spawn(supervise(shard.shared.clone(), shard.clone()));
-    shard.pool.top_up(&shard);
     {
         let shard = shard.clone();
         monoio::spawn(async move {

@@ -54,6 +54,8 @@ pub struct Params {
     pub connect_timeout: Duration,
     /// For logs: which shard and connection this is.
     pub label: String,
+    /// Log each (re)connection: for long-lived connections, not per-client dedicated ones.
+    pub log_connects: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -172,23 +172,25 @@ async fn serve<W: 'static, S: Sink<W> + 'static>(
         st.server = o.server.clone();
         st.generation
     };
-    crate::log!(
-        info,
-        "{}: {} Redis at {} ({}, invalidation: {})",
-        conn.params.label,
-        if reconnect {
-            "reconnected to"
-        } else {
-            "connected to"
-        },
-        conn.params.addr,
-        if o.server.resp3 { "RESP3" } else { "RESP2" },
-        if o.server.tracking {
-            "CLIENT TRACKING"
-        } else {
-            "none"
-        }
-    );
+    if conn.params.log_connects {
+        crate::log!(
+            info,
+            "{}: {} Redis at {} ({}, invalidation: {})",
+            conn.params.label,
+            if reconnect {
+                "reconnected to"
+            } else {
+                "connected to"
+            },
+            conn.params.addr,
+            if o.server.resp3 { "RESP3" } else { "RESP2" },
+            if o.server.tracking {
+                "CLIENT TRACKING"
+            } else {
+                "none"
+            }
+        );
+    }
     monoio::spawn(writer(conn.clone(), w, generation));
     conn.flush();
     reader(conn, &**sink, r, o.leftover, generation).await
