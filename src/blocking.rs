@@ -33,10 +33,7 @@ pub fn blocking(
         invalidate(shard, &args, Keys::AllArgs);
     }
     set_blocking(shard, &c, &args);
-    client
-        .info()
-        .blocked_on
-        .store(c.server().id, std::sync::atomic::Ordering::Relaxed);
+    client.info().set_blocked(Some(c.redis_id.clone()));
     let seq = client.push_pending();
     let w = Waiter::Blocking {
         client: client.clone(),

@@ -12,7 +12,6 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canc
 use monoio::net::TcpStream;
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -181,7 +180,7 @@ async fn read_loop(
                                     return; // still blocked: `Session::end` closes its connection
                                 }
                                 session.blocked = None;
-                                client.info().blocked_on.store(0, Ordering::Relaxed);
+                                client.info().set_blocked(None);
                                 break;
                             }
                         }

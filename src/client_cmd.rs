@@ -320,7 +320,7 @@ fn unblock(shard: &Rc<Shard>, client: &Rc<ClientShared>, args: &Args) -> Flow {
         return Flow::Next;
     };
     let redis_id = crate::registry::get(id as u64)
-        .map(|c| c.blocked_on.load(Ordering::Relaxed))
+        .and_then(|c| c.blocked_id())
         .unwrap_or(0);
     if redis_id == 0 {
         client.push_local(|o| o.extend_from_slice(b":0\r\n"));

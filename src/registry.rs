@@ -33,13 +33,25 @@ pub struct Info {
     last_active: AtomicU64,
     /// Set by CLIENT KILL on any shard; the client's shard closes it on its next tick.
     pub kill: AtomicBool,
-    /// Redis's id of the dedicated connection a blocking command of this client waits on
-    /// (0: not blocked), for CLIENT UNBLOCK.
-    pub blocked_on: AtomicI64,
+    /// Redis's id of the dedicated connection a blocking command of this client waits on,
+    /// for CLIENT UNBLOCK (the connection fills it in once its handshake is done).
+    pub blocked_on: Mutex<Option<Arc<AtomicI64>>>,
     pub details: Mutex<Details>,
 }
 
 impl Info {
+    /// Redis's id of the connection this client is blocked on, if it is.
+    pub fn blocked_id(&self) -> Option<i64> {
+        let b = self.blocked_on.lock().unwrap_or_else(|e| e.into_inner());
+        b.as_ref()
+            .map(|id| id.load(Ordering::Relaxed))
+            .filter(|&id| id != 0)
+    }
+
+    pub fn set_blocked(&self, on: Option<Arc<AtomicI64>>) {
+        *self.blocked_on.lock().unwrap_or_else(|e| e.into_inner()) = on;
+    }
+
     pub fn touch(&self) {
         self.last_active
             .store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -66,7 +78,7 @@ impl Info {
         if d.multi >= 0 {
             flags.push('x');
         }
-        if self.blocked_on.load(Ordering::Relaxed) != 0 {
+        if self.blocked_id().is_some() {
             flags.push('b');
         }
         if d.no_evict {
@@ -110,7 +122,7 @@ pub fn detached(id: u64, addr: String, laddr: String, db: u32) -> Arc<Info> {
         created: Instant::now(),
         last_active: AtomicU64::new(0),
         kill: AtomicBool::new(false),
-        blocked_on: AtomicI64::new(0),
+        blocked_on: Mutex::new(None),
         details: Mutex::new(Details {
             db,
             resp: 2,
@@ -134,9 +146,13 @@ impl Drop for Registered {
     }
 }
 
-/// Every client, in id order.
+/// Every client, in id order (those already killed, but not yet gone, left out).
 pub fn all() -> Vec<Arc<Info>> {
-    lock().values().cloned().collect()
+    lock()
+        .values()
+        .filter(|c| !c.kill.load(Ordering::Relaxed))
+        .cloned()
+        .collect()
 }
 
 pub fn get(id: u64) -> Option<Arc<Info>> {

@@ -120,6 +120,9 @@ pub struct State<W> {
 
 pub struct Conn<W> {
     pub st: RefCell<State<W>>,
+    /// Redis's id for the live connection (0 until known), readable from other shards (CLIENT
+    /// UNBLOCK of a client blocked here).
+    pub redis_id: std::sync::Arc<std::sync::atomic::AtomicI64>,
     pub(crate) writer: Cell<Option<Waker>>,
     space: RefCell<Vec<Waker>>,
     limit: usize,
@@ -142,6 +145,7 @@ impl<W> Conn<W> {
                 busy: None,
                 probing: false,
             }),
+            redis_id: Default::default(),
             writer: Cell::new(None),
             space: RefCell::new(Vec::new()),
             limit,

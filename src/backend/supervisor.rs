@@ -172,6 +172,8 @@ async fn serve<W: 'static, S: Sink<W> + 'static>(
         st.server = o.server.clone();
         st.generation
     };
+    conn.redis_id
+        .store(o.server.id, std::sync::atomic::Ordering::Relaxed);
     if conn.params.log_connects {
         crate::log!(
             info,
