@@ -302,6 +302,11 @@ fn dispatch_muted(
             Flow::Next
         }
         Kind::Ping => {
+            // Answered here, as Redis would: `-BUSY` while it runs a long script.
+            if let Some(busy) = shard.busy_script() {
+                client.push_local(|o| put_error(o, busy.as_bytes()));
+                return Flow::Next;
+            }
             client.push_local(|o| match args.len() {
                 1 => o.extend_from_slice(b"+PONG\r\n"),
                 _ => put_bulk(o, args.get(1)),

@@ -238,6 +238,13 @@ impl Shard {
         self.extra_conn(&self.oob, "out-of-band")
     }
 
+    /// Redis's `-BUSY` line while the scripts connection waits behind a long script.
+    pub fn busy_script(&self) -> Option<String> {
+        let scripts = self.scripts.borrow();
+        let busy = scripts.as_ref()?.st.borrow().busy.clone();
+        busy
+    }
+
     /// The scripts' connection, opened on first use and kept.
     pub fn script_conn(self: &Rc<Self>) -> Rc<Conn<Waiter>> {
         self.extra_conn(&self.scripts, "scripts")

@@ -35,6 +35,8 @@ fn script_kill_reaches_redis_and_others_get_busy() {
     );
     let start = Instant::now();
     assert_eq!(other.cmd(&["INCR", "n"]), BUSY);
+    // PING, answered by the proxy, says so too once it knows.
+    assert!(wait_until(Duration::from_secs(5), || other.cmd(&["PING"]) == BUSY));
     assert!(start.elapsed() < Duration::from_millis(500));
     // Well past --backend-timeout: still busy, not reset.
     std::thread::sleep(Duration::from_millis(1500)); // the thing under test: time passing

@@ -226,11 +226,19 @@ impl RequestScanner {
 
 fn expected_dollar(c: u8) -> &'static str {
     // redis-server says "expected '$', got 'X'"; a static table avoids formatting per error.
+    // Bytes that are not printable ASCII would not make a valid `str`: those get the short form.
+    const fn table() -> [[u8; 21]; 128] {
+        let mut t = [*b"expected '$', got '?'"; 128];
+        let mut c = 0;
+        while c < 128 {
+            t[c][19] = c as u8;
+            c += 1;
+        }
+        t
+    }
+    static GOT: [[u8; 21]; 128] = table();
     match c {
-        b'*' => "expected '$', got '*'",
-        b':' => "expected '$', got ':'",
-        b'+' => "expected '$', got '+'",
-        b'-' => "expected '$', got '-'",
+        b' '..=b'~' => std::str::from_utf8(&GOT[c as usize]).unwrap_or("expected '$'"),
         _ => "expected '$'",
     }
 }
@@ -423,6 +431,13 @@ mod tests {
                 Scan::Error(e) => panic!("{e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn expected_dollar_names_the_byte() {
+        assert_eq!(expected_dollar(b'f'), "expected '$', got 'f'");
+        assert_eq!(expected_dollar(b'*'), "expected '$', got '*'");
+        assert_eq!(expected_dollar(0xff), "expected '$'");
     }
 
     #[test]
