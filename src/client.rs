@@ -159,6 +159,7 @@ async fn read_loop(
                     let cmd = &buf[consumed..consumed + len];
                     let args = scanner.args(cmd);
                     let raw = (!inline).then_some(cmd);
+                    session.batch_end = consumed + len == buf.len();
                     loop {
                         match dispatch(shard, client, session, args, raw) {
                             Flow::Next => break,

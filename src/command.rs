@@ -232,21 +232,20 @@ fn table(name: &[u8]) -> Kind {
 /// that does not parse is refused by Redis at once, so it counts as no block.
 pub fn block_timeout_ms(args: &Args) -> Option<u64> {
     let name = args.get(0).to_ascii_uppercase();
+    let at = |i: usize| args.iter().nth(i);
     let (arg, seconds) = match &name[..] {
-        b"BLMPOP" | b"BZMPOP" => (args.get(1), true),
-        b"WAIT" => (args.get(2), false),
-        b"WAITAOF" => (args.get(3), false),
+        b"BLMPOP" | b"BZMPOP" => (at(1), true),
+        b"WAIT" => (at(2), false),
+        b"WAITAOF" => (at(3), false),
         b"XREAD" | b"XREADGROUP" => {
-            let i = args
-                .iter()
-                .position(|a| a.eq_ignore_ascii_case(b"BLOCK"))
-                .unwrap_or(0);
-            (args.get((i + 1).min(args.len() - 1)), false)
+            let block = args.iter().position(|a| a.eq_ignore_ascii_case(b"BLOCK"));
+            (block.and_then(|i| at(i + 1)), false)
         }
-        _ => (args.get(args.len() - 1), true),
+        _ => (args.iter().last(), true),
     };
-    let Some(v) = std::str::from_utf8(arg)
-        .ok()
+    // Missing or not a number: Redis refuses the command at once, so it blocks nothing.
+    let Some(v) = arg
+        .and_then(|a| std::str::from_utf8(a).ok())
         .and_then(|a| a.parse::<f64>().ok())
     else {
         return Some(0);
@@ -281,7 +280,10 @@ pub fn write_keys(keys: Keys, argc: usize) -> impl Iterator<Item = usize> {
 /// Keys declared by an EVAL/EVALSHA/FCALL: `numkeys` at argument 2. `None` if `numkeys` is
 /// not a number or exceeds the arguments (Redis then refuses the command itself).
 pub fn script_keys(args: &Args) -> Option<std::ops::Range<usize>> {
-    let n: usize = std::str::from_utf8(args.get(2)).ok()?.parse().ok()?;
+    let n: usize = std::str::from_utf8(args.iter().nth(2)?)
+        .ok()?
+        .parse()
+        .ok()?;
     let end = n.checked_add(3)?;
     (end <= args.len()).then_some(3..end)
 }
@@ -426,6 +428,18 @@ mod tests {
         assert_eq!(t("wait 1 100"), Some(100));
         assert_eq!(t("waitaof 0 1 0"), None);
         assert_eq!(t("blpop a x"), Some(0));
+        // Found by Redis's own suite: too few arguments panicked (BZMPOP, WAIT, WAITAOF).
+        for short in [
+            "bzmpop",
+            "blmpop",
+            "wait",
+            "wait 1",
+            "waitaof 1 1",
+            "xread block",
+            "blpop",
+        ] {
+            assert_eq!(t(short), Some(0), "{short}");
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Session {
     pub skip_next: bool,
     /// MONITOR's own connection.
     pub monitor: Option<crate::monitor::Monitor>,
+    /// The command being dispatched is the last one the client has sent so far.
+    pub batch_end: bool,
 }
 
 impl Session {
@@ -50,6 +52,7 @@ impl Session {
             blocked: None,
             skip_next: false,
             monitor: None,
+            batch_end: false,
         }
     }
 
@@ -210,6 +213,19 @@ fn dispatch_muted(
         Kind::Multi => {
             if args.len() != 1 {
                 return arity(client, "multi");
+            }
+            // Nothing follows MULTI in what the client sent: it waits for the +OK, so it queues
+            // interactively, and Redis's queue-time checks depend on the server's state at each
+            // command (OOM, BUSY): give it a dedicated connection where Redis itself queues. A
+            // pipelined MULTI ... EXEC (redis-py's pipeline, ioredis's multi) is queued here and
+            // sent as one block on the shared connection.
+            if s.pinned.is_none() && s.batch_end {
+                if client.backlog().1 > 0 {
+                    return Flow::Drain;
+                }
+                if let Some(c) = shard.pool.acquire(shard, s.db) {
+                    s.pinned = Some(c);
+                }
             }
             s.multi = Some(Multi::new(s.pinned.is_some()));
             return match &s.pinned {

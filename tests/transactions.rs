@@ -203,10 +203,11 @@ fn read_your_writes_through_the_cache() {
     }
 }
 
-/// A MULTI without WATCH costs no dedicated connection: Redis sees only the proxy's shared
-/// and warm connections however many clients run transactions.
+/// A pipelined MULTI ... EXEC (as client libraries send it) costs no dedicated connection:
+/// Redis sees only the proxy's shared connection however many clients run transactions. An
+/// interactive MULTI (the client waits for +OK) and WATCH take one each, and give it back.
 #[test]
-fn plain_transactions_use_the_shared_connection() {
+fn pipelined_transactions_use_the_shared_connection() {
     let redis = RedisServer::start();
     let proxy = Proxy::start(
         redis.port(),
@@ -218,15 +219,30 @@ fn plain_transactions_use_the_shared_connection() {
     let baseline = connected_clients(&redis);
     let mut clients: Vec<Wire> = (0..20).map(|_| Wire::connect(proxy.port())).collect();
     for (i, w) in clients.iter_mut().enumerate() {
-        w.cmd(&["MULTI"]);
-        w.cmd(&["INCR", "n"]);
-        assert!(w.cmd(&["EXEC"]).starts_with("*1\r\n:"), "client {i}");
+        w.send_raw(
+            &[
+                encode(&["MULTI"]),
+                encode(&["INCR", "n"]),
+                encode(&["EXEC"]),
+            ]
+            .concat(),
+        );
+        assert_eq!(String::from_utf8_lossy(&w.frame()), "+OK\r\n");
+        assert_eq!(String::from_utf8_lossy(&w.frame()), "+QUEUED\r\n");
+        let exec = String::from_utf8_lossy(&w.frame()).into_owned();
+        assert!(exec.starts_with("*1\r\n:"), "client {i}: {exec}");
     }
     assert_eq!(connected_clients(&redis), baseline);
-    // WATCH does take one, and gives it back.
+    // Interactive MULTI: Redis queues it on a dedicated connection, so that its queue-time
+    // errors are Redis's own at each command.
+    assert_eq!(c.cmd(&["MULTI"]), "+OK\r\n");
+    assert_eq!(connected_clients(&redis), baseline + 1);
+    assert_eq!(c.cmd(&["INCR", "n"]), "+QUEUED\r\n");
+    assert_eq!(c.cmd(&["EXEC"]), "*1\r\n:21\r\n");
+    c.cmd(&["GET", "n"]);
+    // WATCH does take one too, and gives it back.
     c.cmd(&["WATCH", "n"]);
     c.cmd(&["GET", "n"]);
-    assert_eq!(connected_clients(&redis), baseline + 1);
     c.cmd(&["UNWATCH"]);
     c.cmd(&["GET", "n"]);
     drop(c);

@@ -51,10 +51,14 @@ impl<'a> Args<'a> {
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
+    /// Argument `i`; an argument past the end reads as empty, so a command with too few
+    /// arguments can never crash the proxy (Redis answers it with its arity error).
     #[inline]
     pub fn get(&self, i: usize) -> &'a [u8] {
-        let (s, e) = self.ranges[i];
-        &self.base[s as usize..e as usize]
+        match self.ranges.get(i) {
+            Some(&(s, e)) => &self.base[s as usize..e as usize],
+            None => &[],
+        }
     }
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
         let base = self.base;
