@@ -172,12 +172,15 @@ async fn read_loop(
                                 conn.wait_space(n).await;
                             }
                             Flow::Drain => {
-                                if !drain(shard, client, r, &mut early, max_request).await {
+                                // What it waits for may still sit in a connection's queue.
+                                flush(shard, session);
+                                if !drain(client, r, &mut early, max_request).await {
                                     return;
                                 }
                             }
                             Flow::DrainAfter => {
-                                if !drain(shard, client, r, &mut early, max_request).await {
+                                flush(shard, session);
+                                if !drain(client, r, &mut early, max_request).await {
                                     return; // still blocked: `Session::end` closes its connection
                                 }
                                 session.blocked = None;
@@ -285,13 +288,11 @@ async fn yield_to_ready_tasks() {
 /// blocked in BLPOP, is noticed at once. What it sends meanwhile is kept in `early`. False if
 /// the client left.
 async fn drain(
-    shard: &Shard,
     client: &ClientShared,
     r: &mut ReadHalf,
     early: &mut BytesMut,
     max_request: usize,
 ) -> bool {
-    shard.flush_shared();
     client.wake_writer();
     loop {
         if client.backlog().1 == 0 {

@@ -318,10 +318,14 @@ fn dispatch_muted(
             Flow::Next
         }
         Kind::Ping => {
-            // Answered here, as Redis would: `-BUSY` while it runs a long script.
+            // Answered here, unless a script is running: then Redis tells (`-BUSY` once it is
+            // a long one).
             if let Some(busy) = shard.busy_script() {
                 client.push_local(|o| put_error(o, busy.as_bytes()));
                 return Flow::Next;
+            }
+            if shard.scripts_in_flight() {
+                return forward_on(conn, client, args, raw, class.shape, proto);
             }
             client.push_local(|o| match args.len() {
                 1 => o.extend_from_slice(b"+PONG\r\n"),

@@ -154,6 +154,15 @@ pub fn in_multi(
             client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
             return Flow::Quit;
         }
+        // Redis's own refusal: from Redis on a pinned connection, else given here.
+        _ if shard.commands().is_some_and(|t| t.no_multi(&args)) => {
+            if let Some(c) = &s.pinned {
+                return forward_on(c, client, args, raw, shape, proto);
+            }
+            m.dirty = true;
+            client.push_local(|o| put_error(o, b"ERR Command not allowed inside a transaction"));
+            return Flow::Next;
+        }
         // As in redis-server, RESET is not queued: it ends the transaction.
         Kind::Reset => return crate::client_cmd::reset(shard, client, s),
         Kind::Refused(_)
@@ -221,7 +230,13 @@ fn exec(
     raw: Option<&[u8]>,
 ) -> Flow {
     let m = s.multi.as_ref().expect("in a transaction");
-    if m.dirty && s.pinned.is_none() {
+    if m.dirty {
+        // The proxy refused a command at queue time; on a pinned connection Redis queued the
+        // others and must not run them.
+        if let Some(c) = &s.pinned {
+            c.send_args([&b"DISCARD"[..]].into_iter(), Waiter::Ignore);
+            s.watching = false;
+        }
         s.multi = None;
         client.push_local(|o| o.extend_from_slice(EXECABORT));
         return Flow::Next;
@@ -261,6 +276,8 @@ fn exec(
 pub struct CommandTable {
     /// Lower-case name -> (arity, has subcommands).
     commands: HashMap<Vec<u8>, (i64, bool)>,
+    /// Commands flagged `no_multi`: refused inside a transaction.
+    no_multi: hashbrown::HashSet<Vec<u8>>,
 }
 
 impl CommandTable {
@@ -287,7 +304,20 @@ impl CommandTable {
         };
         let mut subs = 0;
         for i in 2..fields {
-            if i == 9 {
+            if i == 2 {
+                if let Some((_, flags)) = c.header() {
+                    for _ in 0..flags.max(0) {
+                        let at = c.pos;
+                        let flag = crate::resp::cursor::header(reply, at);
+                        skip(c, reply);
+                        if flag.line == b"no_multi" {
+                            if let Some(n) = &name {
+                                self.no_multi.insert(n.clone());
+                            }
+                        }
+                    }
+                }
+            } else if i == 9 {
                 if let Some((_, n)) = c.header() {
                     subs = n.max(0);
                     for _ in 0..subs {
@@ -305,6 +335,11 @@ impl CommandTable {
 
     pub fn is_empty(&self) -> bool {
         self.commands.is_empty()
+    }
+
+    /// Redis refuses this command inside MULTI ("Command not allowed inside a transaction").
+    pub fn no_multi(&self, args: &Args) -> bool {
+        self.no_multi.contains(&args.get(0).to_ascii_lowercase())
     }
 
     /// redis-server's queue-time check of a command's name and arity: the error line, or
@@ -382,16 +417,24 @@ mod tests {
         t.check(&sc.args(input.as_bytes()))
     }
 
+    fn no_multi(t: &CommandTable, line: &str) -> bool {
+        let input = format!("{line}\r\n");
+        let mut sc = RequestScanner::new();
+        sc.scan(input.as_bytes());
+        t.no_multi(&sc.args(input.as_bytes()))
+    }
+
     #[test]
     fn queue_time_checks() {
         // Two entries as Redis 7 sends them: name, arity, flags, first, last, step, acl,
         // tips, key specs, subcommands.
         let reply = b"*2\r\n\
             *10\r\n$3\r\nget\r\n:2\r\n~0\r\n:1\r\n:1\r\n:1\r\n~0\r\n*0\r\n*0\r\n*0\r\n\
-            *10\r\n$6\r\nconfig\r\n:-2\r\n~0\r\n:0\r\n:0\r\n:0\r\n~0\r\n*0\r\n*0\r\n\
+            *10\r\n$6\r\nconfig\r\n:-2\r\n~1\r\n+no_multi\r\n:0\r\n:0\r\n:0\r\n~0\r\n*0\r\n*0\r\n\
             *1\r\n*10\r\n$10\r\nconfig|get\r\n:-3\r\n~0\r\n:0\r\n:0\r\n:0\r\n~0\r\n*0\r\n*0\r\n*0\r\n";
         let t = CommandTable::parse(reply);
         assert_eq!(check(&t, "GET k"), None);
+        assert!(no_multi(&t, "CONFIG get x") && !no_multi(&t, "get k"));
         assert_eq!(check(&t, "config get maxmemory"), None);
         assert_eq!(
             check(&t, "get").unwrap(),

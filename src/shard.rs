@@ -245,6 +245,14 @@ impl Shard {
         busy
     }
 
+    /// Scripts wait for Redis's reply.
+    pub fn scripts_in_flight(&self) -> bool {
+        self.scripts
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.in_flight() > 0)
+    }
+
     /// The scripts' connection, opened on first use and kept.
     pub fn script_conn(self: &Rc<Self>) -> Rc<Conn<Waiter>> {
         self.extra_conn(&self.scripts, "scripts")

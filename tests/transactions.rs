@@ -62,6 +62,14 @@ const SEQUENCES: &[&[&[&str]]] = &[
         &["GET", "t"],
         &["DEL", "s", "t"],
     ],
+    // A command Redis refuses inside a transaction (no-multi) aborts it.
+    &[
+        &["MULTI"],
+        &["SET", "d", "1"],
+        &["SHUTDOWN"],
+        &["EXEC"],
+        &["EXISTS", "d"],
+    ],
     // Misuse.
     &[
         &["EXEC"],
@@ -108,6 +116,30 @@ fn replies_match_redis_server() {
     for proto in ["2", "3"] {
         for seq in SEQUENCES {
             same(&direct, &proxy, proto, seq);
+        }
+    }
+}
+
+/// The same sequences pipelined (the proxy queues them and sends one block): the same replies.
+#[test]
+fn pipelined_replies_match_redis_server() {
+    let direct = RedisServer::start();
+    let behind = RedisServer::start();
+    let proxy = Proxy::start(behind.port(), &["--threads", "1", "--expire", "1h"]);
+    for proto in ["2", "3"] {
+        for seq in SEQUENCES {
+            let mut d = Wire::connect(direct.port());
+            let mut p = Wire::connect(proxy.port());
+            for w in [&mut d, &mut p] {
+                w.cmd(&["HELLO", proto]);
+                w.cmd(&["FLUSHALL"]);
+                w.send_raw(&seq.iter().map(|a| encode(a)).collect::<Vec<_>>().concat());
+            }
+            for step in seq.iter() {
+                let want = String::from_utf8_lossy(&d.frame()).into_owned();
+                let got = String::from_utf8_lossy(&p.frame()).into_owned();
+                assert_eq!(got, want, "{step:?} in {seq:?} (RESP{proto})");
+            }
         }
     }
 }
