@@ -24,8 +24,13 @@ use std::time::{Duration, Instant};
 /// Bumped by every SWAPDB that goes through the proxy (see `Shard::swapped_dbs`).
 static SWAP_EPOCH: AtomicU64 = AtomicU64::new(0);
 
-/// A shared connection without a reply for this long is probed (see `probe_if_stalled`).
-const PROBE_AFTER_MS: u32 = 200;
+/// The scripts connection without a reply for this long is probed (see `probe_if_stalled`).
+const PROBE_AFTER_MS: u32 = 100;
+
+/// Shards whose scripts connection waits behind a script (as of their last tick): while any
+/// does, PING goes to Redis, which answers -BUSY for a long script whichever shard runs it.
+/// Written on changes only.
+static SCRIPTS_STALLED: AtomicUsize = AtomicUsize::new(0);
 
 /// How often a shard sweeps expired entries and checks for shutdown.
 const TICK: Duration = Duration::from_millis(50);
@@ -52,6 +57,8 @@ pub struct Shard {
     oob: RefCell<Option<Rc<Conn<Waiter>>>>,
     /// Scripts (EVAL, FCALL ...) in the default db, so a long one holds only this connection.
     scripts: RefCell<Option<Rc<Conn<Waiter>>>>,
+    /// This shard counts in `SCRIPTS_STALLED`.
+    script_stalled: Cell<bool>,
     /// `SWAP_EPOCH` as this shard last applied it.
     swaps_seen: Cell<u64>,
     epoch: Instant,
@@ -92,6 +99,7 @@ impl Shard {
             oob: RefCell::new(None),
             scripts: RefCell::new(None),
             swaps_seen: Cell::new(SWAP_EPOCH.load(Ordering::Relaxed)),
+            script_stalled: Cell::new(false),
             epoch: Instant::now(),
             now: Cell::new(0),
             stop: Cell::new(false),
@@ -245,12 +253,15 @@ impl Shard {
         busy
     }
 
-    /// Scripts wait for Redis's reply.
+    /// A script may be running: this shard's wait for Redis's reply, or some shard's have
+    /// waited a while.
     pub fn scripts_in_flight(&self) -> bool {
-        self.scripts
-            .borrow()
-            .as_ref()
-            .is_some_and(|c| c.in_flight() > 0)
+        SCRIPTS_STALLED.load(Ordering::Relaxed) > 0
+            || self
+                .scripts
+                .borrow()
+                .as_ref()
+                .is_some_and(|c| c.in_flight() > 0)
     }
 
     /// The scripts' connection, opened on first use and kept.
@@ -372,6 +383,18 @@ impl Shard {
         if let Some(sc) = self.scripts.borrow().clone() {
             check_timeout(&sc, &**self, now, timeout);
             self.probe_if_stalled(&sc, now);
+            let stalled = {
+                let st = sc.st.borrow();
+                !st.waiters.is_empty()
+                    && (st.busy.is_some() || now.wrapping_sub(st.progress) >= PROBE_AFTER_MS)
+            };
+            if stalled != self.script_stalled.replace(stalled) {
+                if stalled {
+                    SCRIPTS_STALLED.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    SCRIPTS_STALLED.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
         }
         self.pool.each(|c| check_timeout(c, &**self, now, timeout));
         // Warm connections only while Redis is there: no connect churn while it is down.
