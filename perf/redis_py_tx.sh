@@ -11,7 +11,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 RP=$(free_port); PP=$(free_port)
 cleanup() { kill "${PROXY:-}" "${REDIS:-}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
-redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null 2>&1 &
+redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "${TMPDIR:-/tmp}" --daemonize no >/dev/null 2>&1 &
 REDIS=$!
 "$BIN" --listen "127.0.0.1:$PP" --redis "127.0.0.1:$RP" --threads 2 2>/dev/null &
 PROXY=$!

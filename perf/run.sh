@@ -228,7 +228,7 @@ fi
 # ---------------------------------------------------------------- servers
 read -r REDIS_PORT TW_PORT TW_STATS PC_PORT PN_PORT <<<"$(free_ports 5)"
 
-start_bg redis "${SERVER_PIN[@]}" redis-server --save '' --appendonly no --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no
+start_bg redis "${SERVER_PIN[@]}" redis-server --save '' --appendonly no --dir "$TMP" --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize no
 REDIS_PID=$LAST_PID
 wait_port redis "$REDIS_PID" "$REDIS_PORT"
 log "redis-server pid $REDIS_PID on 127.0.0.1:$REDIS_PORT"

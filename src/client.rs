@@ -136,8 +136,9 @@ async fn read_loop(
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-            client.last_active.set(shard.update_clock());
-            client.info().touch();
+            let now = shard.update_clock();
+            client.last_active.set(now);
+            client.info().touch(now);
             shard.check_swaps();
             if shard.cache_on {
                 // An invalidation that reached this shard together with this read must be applied
@@ -251,6 +252,10 @@ fn flush(shard: &Shard, session: &Session) {
 /// Waits until the client's backlog allows reading more; false if the client is gone or was
 /// dropped for leaving its replies unread for `STUCK`.
 async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
+    // The usual case costs no timer and no syscall.
+    if client.backlog_below(pause_at, PENDING_HIGH) {
+        return !client.is_dead();
+    }
     loop {
         let delivered = client.delivered();
         let wait = client.wait_backlog_below(pause_at, PENDING_HIGH);

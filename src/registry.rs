@@ -4,12 +4,14 @@
 //! shard writes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Instant;
 
 static CLIENTS: LazyLock<Mutex<BTreeMap<u64, Arc<Info>>>> = LazyLock::new(Default::default);
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// The process's clock origin; shard clocks count from it too, so a shard's `now` can be
+/// stored here as is.
+pub static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 #[derive(Default, Clone)]
 pub struct Details {
@@ -29,8 +31,8 @@ pub struct Info {
     pub addr: String,
     pub laddr: String,
     created: Instant,
-    /// Milliseconds since the process epoch at the client's last input.
-    last_active: AtomicU64,
+    /// Milliseconds since `EPOCH` (wrapping) at the client's last input.
+    last_active: AtomicU32,
     /// Set by CLIENT KILL on any shard; the client's shard closes it on its next tick.
     pub kill: AtomicBool,
     /// Redis's id of the dedicated connection a blocking command of this client waits on,
@@ -52,9 +54,10 @@ impl Info {
         *self.blocked_on.lock().unwrap_or_else(|e| e.into_inner()) = on;
     }
 
-    pub fn touch(&self) {
-        self.last_active
-            .store(EPOCH.elapsed().as_millis() as u64, Ordering::Relaxed);
+    /// `now`: the shard's clock, already read for this batch of input.
+    #[inline]
+    pub fn touch(&self, now: u32) {
+        self.last_active.store(now, Ordering::Relaxed);
     }
 
     pub fn details(&self) -> Details {
@@ -72,8 +75,8 @@ impl Info {
     /// `cmd`: the command being run, for the caller's own line.
     pub fn line(&self, cmd: &str) -> String {
         let d = self.details();
-        let now = EPOCH.elapsed().as_millis() as u64;
-        let idle = now.saturating_sub(self.last_active.load(Ordering::Relaxed)) / 1000;
+        let now = EPOCH.elapsed().as_millis() as u32;
+        let idle = now.wrapping_sub(self.last_active.load(Ordering::Relaxed)) / 1000;
         let mut flags = String::new();
         if d.multi >= 0 {
             flags.push('x');
@@ -115,12 +118,12 @@ pub fn register(id: u64, addr: String, laddr: String, db: u32) -> Registered {
 
 /// An entry nobody else sees (a client not yet, or never, registered).
 pub fn detached(id: u64, addr: String, laddr: String, db: u32) -> Arc<Info> {
-    let info = Arc::new(Info {
+    Arc::new(Info {
         id,
         addr,
         laddr,
         created: Instant::now(),
-        last_active: AtomicU64::new(0),
+        last_active: AtomicU32::new(EPOCH.elapsed().as_millis() as u32),
         kill: AtomicBool::new(false),
         blocked_on: Mutex::new(None),
         details: Mutex::new(Details {
@@ -129,9 +132,7 @@ pub fn detached(id: u64, addr: String, laddr: String, db: u32) -> Arc<Info> {
             multi: -1,
             ..Default::default()
         }),
-    });
-    info.touch();
-    info
+    })
 }
 
 fn lock() -> std::sync::MutexGuard<'static, BTreeMap<u64, Arc<Info>>> {

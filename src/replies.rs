@@ -300,7 +300,9 @@ impl ClientShared {
         .await
     }
 
-    fn backlog_below(&self, bytes: usize, replies: usize) -> bool {
+    /// Whether the backlog is under the limits (or the client is dead).
+    #[inline]
+    pub fn backlog_below(&self, bytes: usize, replies: usize) -> bool {
         let q = self.q.borrow();
         q.dead || (q.ready.len() + q.held < bytes && q.pending < replies)
     }

@@ -100,7 +100,7 @@ impl Shard {
             scripts: RefCell::new(None),
             swaps_seen: Cell::new(SWAP_EPOCH.load(Ordering::Relaxed)),
             script_stalled: Cell::new(false),
-            epoch: Instant::now(),
+            epoch: *crate::registry::EPOCH,
             now: Cell::new(0),
             stop: Cell::new(false),
             stop_waker: Cell::new(None),

@@ -119,7 +119,13 @@ impl RedisServer {
     }
 
     fn spawn_child(port: u16, extra: &[String]) -> Child {
+        // A directory of its own: a dump.rdb lying in the working directory would otherwise
+        // be loaded at start.
+        let dir = std::env::temp_dir().join(format!("redis-proxy-tests-{port}"));
+        let _ = std::fs::create_dir_all(&dir);
         Command::new("redis-server")
+            .arg("--dir")
+            .arg(&dir)
             .args(["--port", &port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
