@@ -34,15 +34,9 @@ pub enum Waiter {
     Get(FetchRef),
     /// The PTTL that follows a fill's GET: decides whether and how long to cache.
     Ttl(FetchRef),
-    /// The EXEC of a transaction: relayed element by element, and its written keys evicted
-    /// again once it has run.
+    /// The EXEC of a transaction, or a write that must evict again once it has run (on a
+    /// dedicated connection; SWAPDB): relayed in the client's protocol.
     Exec(Box<crate::multi::ExecReply>),
-    /// SWAPDB: every shard's cache is dropped before the client hears the reply.
-    Swapdb {
-        client: Rc<ClientShared>,
-        seq: u64,
-        proto: Proto,
-    },
     /// A PING on the out-of-band connection asking why this shared connection gets no reply:
     /// `-BUSY` means a script holds it and Redis is alive.
     Probe(Rc<crate::backend::Conn<Waiter>>),
@@ -68,12 +62,6 @@ impl Sink<Waiter> for Shard {
             } => {
                 client.complete(seq, |out| relay(frame, info, shape, resp3, proto, out));
                 self.pool.release(self, &conn, true);
-            }
-            Waiter::Swapdb { client, seq, proto } => {
-                self.swapped_dbs();
-                client.complete(seq, |out| {
-                    relay(frame, info, Shape::Plain, resp3, proto, out)
-                });
             }
             Waiter::Get(f) => on_get(self, &f, frame, info, resp3),
             Waiter::Probe(conn) => {
@@ -120,11 +108,6 @@ impl Sink<Waiter> for Shard {
             } => {
                 client.complete(seq, |out| put_error(out, msg.as_bytes()));
                 self.pool.release(self, &conn, false);
-            }
-            Waiter::Swapdb { client, seq, .. } => {
-                // It may have run: assume it did.
-                self.swapped_dbs();
-                client.complete(seq, |out| put_error(out, msg.as_bytes()));
             }
             Waiter::Get(f) => {
                 self.inflight.borrow_mut().finish(&f);

@@ -6,7 +6,7 @@ use crate::backend::{Admit, Conn};
 use crate::command::{classify, script_keys, write_keys, Keys, Kind};
 use crate::deliver::Waiter;
 use crate::fetch::Join;
-use crate::multi::Multi;
+use crate::multi::{Multi, Writes};
 use crate::pool::Dedicated;
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
@@ -287,13 +287,14 @@ fn dispatch_muted(
             if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 1)) {
                 return flow;
             }
+            // Checked first: the keys are evicted only once the write will be sent.
             if cache_on {
                 invalidate(shard, &args, keys);
             }
-            forward_on(conn, client, args, raw, class.shape, proto)
+            send_on(conn, client, args, raw, class.shape, proto)
         }
         Kind::Flush | Kind::FlushDb => {
-            if let Some(flow) = not_admitted(conn, client, 1) {
+            if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 1)) {
                 return flow;
             }
             if class.kind == Kind::Flush {
@@ -301,21 +302,14 @@ fn dispatch_muted(
             } else {
                 shard.flush_db(s.db);
             }
-            forward_on(conn, client, args, raw, class.shape, proto)
+            send_on(conn, client, args, raw, class.shape, proto)
         }
         Kind::Swapdb => {
-            if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 1)) {
-                return flow;
-            }
-            shard.flush_cache();
-            let seq = client.push_pending();
-            let w = Waiter::Swapdb {
-                client: client.clone(),
-                seq,
-                proto,
+            let writes = Writes {
+                swap: true,
+                ..Default::default()
             };
-            conn.send_request(raw, &args, w);
-            Flow::Next
+            send_evicting(shard, conn, client, proto, args, raw, class.shape, writes)
         }
         Kind::Ping => {
             // Answered here, unless a script is running: then Redis tells (`-BUSY` once it is
@@ -371,18 +365,45 @@ fn pinned(
     match kind {
         Kind::Watch => s.watching = true,
         Kind::Unwatch => s.watching = false,
-        Kind::Flush | Kind::Swapdb => shard.flush_cache(),
-        Kind::FlushDb => shard.flush_db(s.db),
-        Kind::Write(keys) if shard.cache_on => invalidate(shard, &args, keys),
-        Kind::Blocking => {
-            if shard.cache_on {
-                invalidate(shard, &args, Keys::AllArgs);
-            }
-            crate::blocking::set_blocking(shard, c, &args);
-        }
+        Kind::Blocking => crate::blocking::set_blocking(shard, c, &args),
         _ => {}
     }
-    forward_on(c, client, args, raw, shape, s.proto)
+    let mut writes = Writes::default();
+    writes.add(kind, &args);
+    if writes.keys.is_empty() && !writes.flush && !writes.swap {
+        return forward_on(c, client, args, raw, shape, s.proto);
+    }
+    send_evicting(shard, c, client, s.proto, args, raw, shape, writes)
+}
+
+/// Sends a write whose keys are evicted before it is sent and again when its reply arrives:
+/// on a dedicated connection it races with fills on the shared one, and SWAPDB must reach
+/// every shard before its client hears `+OK`.
+#[allow(clippy::too_many_arguments)]
+fn send_evicting(
+    shard: &Shard,
+    conn: &Rc<Conn<Waiter>>,
+    client: &Rc<ClientShared>,
+    proto: Proto,
+    args: Args,
+    raw: Option<&[u8]>,
+    shape: Shape,
+    writes: Writes,
+) -> Flow {
+    if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 1)) {
+        return flow;
+    }
+    writes.evict(shard);
+    let reply = crate::multi::ExecReply {
+        client: client.clone(),
+        seq: client.push_pending(),
+        proto,
+        shapes: vec![shape],
+        single: true,
+        writes,
+    };
+    conn.send_request(raw, &args, Waiter::Exec(Box::new(reply)));
+    Flow::Next
 }
 
 fn is_script(args: &Args) -> bool {

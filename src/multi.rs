@@ -30,10 +30,8 @@ pub struct Multi {
     pub queued: usize,
     /// Reply shape of each queued command, for a RESP2 client's EXEC reply.
     pub shapes: Vec<Shape>,
-    /// Keys the queued commands write.
-    pub keys: Vec<Bytes>,
-    /// A queued command flushes a db: the whole cache goes at EXEC.
-    pub flush: bool,
+    /// What the queued commands write.
+    pub writes: Writes,
     /// A command was refused at queue time: EXEC answers EXECABORT.
     pub dirty: bool,
 }
@@ -50,39 +48,78 @@ impl Multi {
 
 pub const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
 
-/// Waits for an EXEC reply.
+/// What a command (or a transaction's commands) writes, to evict before it is sent and again
+/// when its reply arrives.
+#[derive(Default)]
+pub struct Writes {
+    pub keys: Vec<Bytes>,
+    /// It flushes a db: the whole cache goes.
+    pub flush: bool,
+    /// SWAPDB: every shard's cache goes (Redis sends no invalidation for it).
+    pub swap: bool,
+}
+
+impl Writes {
+    /// Adds what the command `args` of kind `kind` writes.
+    pub fn add(&mut self, kind: Kind, args: &Args) {
+        let copy = |i: usize| Bytes::copy_from_slice(args.get(i));
+        match kind {
+            Kind::Write(Keys::Script) => {
+                if let Some(range) = script_keys(args) {
+                    self.keys.extend(range.map(copy));
+                }
+            }
+            Kind::Write(keys) => self.keys.extend(write_keys(keys, args.len()).map(copy)),
+            Kind::Blocking => self.keys.extend((1..args.len()).map(copy)),
+            Kind::Flush | Kind::FlushDb => self.flush = true,
+            Kind::Swapdb => self.swap = true,
+            _ => {}
+        }
+    }
+
+    pub fn evict(&self, shard: &Shard) {
+        if self.swap {
+            shard.swapped_dbs();
+        } else if self.flush {
+            shard.flush_cache();
+        }
+        for k in &self.keys {
+            shard.invalidate(k);
+        }
+    }
+}
+
+/// Waits for the reply of an EXEC, or of a write on a client's dedicated connection.
 pub struct ExecReply {
     pub client: Rc<ClientShared>,
     pub seq: u64,
     pub proto: Proto,
+    /// One per queued command; a single command's own shape when not an EXEC.
     pub shapes: Vec<Shape>,
-    pub keys: Vec<Bytes>,
-    pub flush: bool,
+    /// The reply is a single command's, not EXEC's array.
+    pub single: bool,
+    pub writes: Writes,
 }
 
 impl ExecReply {
     /// The transaction ran (or not): evict its keys again, so a fill that raced with it cannot
     /// outlive it, then relay the reply.
     pub fn on_reply(&self, shard: &Shard, frame: &[u8], resp3: bool) {
-        self.evict(shard);
-        self.client.complete(self.seq, |out| {
-            put_exec_reply(frame, &self.shapes, resp3, self.proto, out)
+        self.writes.evict(shard);
+        self.client.complete(self.seq, |out| match self.single {
+            true => {
+                let info = frame_len(frame).ok().flatten().expect("framed reply");
+                relay(frame, info, self.shapes[0], resp3, self.proto, out);
+            }
+            false => put_exec_reply(frame, &self.shapes, resp3, self.proto, out),
         });
     }
 
+    /// The connection failed: the command may have run, so evict all the same.
     pub fn fail(&self, shard: &Shard, msg: &str) {
-        self.evict(shard);
+        self.writes.evict(shard);
         self.client
             .complete(self.seq, |out| put_error(out, msg.as_bytes()));
-    }
-
-    pub fn evict(&self, shard: &Shard) {
-        if self.flush {
-            shard.flush_cache();
-        }
-        for k in &self.keys {
-            shard.invalidate(k);
-        }
     }
 }
 
@@ -163,7 +200,9 @@ pub fn in_multi(
             client.push_local(|o| put_error(o, b"ERR Command not allowed inside a transaction"));
             return Flow::Next;
         }
-        // As in redis-server, RESET is not queued: it ends the transaction.
+        // As in redis-server, RESET is not queued: it ends the transaction (once the replies
+        // Redis owes for what it queued have come back).
+        Kind::Reset if s.pinned.is_some() && client.backlog().1 > 0 => return Flow::Drain,
         Kind::Reset => return crate::client_cmd::reset(shard, client, s),
         Kind::Refused(_)
         | Kind::Select
@@ -191,22 +230,7 @@ pub fn in_multi(
     }
     m.queued += 1;
     m.shapes.push(shape);
-    match kind {
-        Kind::Write(Keys::Script) => {
-            if let Some(range) = script_keys(&args) {
-                m.keys
-                    .extend(range.map(|i| Bytes::copy_from_slice(args.get(i))));
-            }
-        }
-        Kind::Write(keys) => m
-            .keys
-            .extend(write_keys(keys, args.len()).map(|i| Bytes::copy_from_slice(args.get(i)))),
-        Kind::Blocking => m
-            .keys
-            .extend(args.iter().skip(1).map(Bytes::copy_from_slice)),
-        Kind::Flush | Kind::FlushDb | Kind::Swapdb => m.flush = true,
-        _ => {}
-    }
+    m.writes.add(kind, &args);
     match &s.pinned {
         Some(c) => forward_on(c, client, args, raw, Shape::Plain, proto),
         None => {
@@ -252,10 +276,10 @@ fn exec(
         seq: client.push_pending(),
         proto: s.proto,
         shapes: m.shapes,
-        keys: m.keys,
-        flush: m.flush,
+        single: false,
+        writes: m.writes,
     };
-    reply.evict(shard);
+    reply.writes.evict(shard);
     let reply = Waiter::Exec(Box::new(reply));
     if s.pinned.is_some() {
         s.watching = false;

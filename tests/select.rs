@@ -99,6 +99,43 @@ fn move_copy_and_swapdb_leave_nothing_stale() {
     for (w, db) in readers.iter_mut() {
         let want = if *db == "0" { "was1" } else { "was0" };
         assert_eq!(w.cmd(&["GET", "s"]), bulk(want), "a client in db {db}");
+        assert_eq!(w.cmd(&["GET", "s"]), bulk(want), "a client in db {db}");
+    }
+    // The same through a transaction (one block on the shared connection), then from a client
+    // pinned by WATCH: every shard still sees each swap.
+    a.send_raw(
+        &[
+            frames::encode(&["MULTI"]),
+            frames::encode(&["SWAPDB", "0", "1"]),
+            frames::encode(&["EXEC"]),
+        ]
+        .concat(),
+    );
+    for _ in 0..3 {
+        a.frame();
+    }
+    for (w, db) in readers.iter_mut() {
+        let want = if *db == "0" { "was0" } else { "was1" };
+        assert_eq!(
+            w.cmd(&["GET", "s"]),
+            bulk(want),
+            "after MULTI, a client in db {db}"
+        );
+        assert_eq!(
+            w.cmd(&["GET", "s"]),
+            bulk(want),
+            "after MULTI, a client in db {db}"
+        );
+    }
+    assert_eq!(a.cmd(&["WATCH", "s"]), "+OK\r\n");
+    assert_eq!(a.cmd(&["SWAPDB", "0", "1"]), "+OK\r\n");
+    for (w, db) in readers.iter_mut() {
+        let want = if *db == "0" { "was1" } else { "was0" };
+        assert_eq!(
+            w.cmd(&["GET", "s"]),
+            bulk(want),
+            "after WATCH, a client in db {db}"
+        );
     }
 }
 
