@@ -91,9 +91,17 @@ impl Pool {
         }
     }
 
-    /// Every dedicated connection, for timeouts.
+    /// Every dedicated connection, for timeouts. Over a snapshot: failing a connection's
+    /// waiters gives it back to the pool, which must not be borrowed meanwhile.
     pub fn each(&self, mut f: impl FnMut(&Dedicated)) {
-        for c in self.busy.borrow().iter().chain(self.idle.borrow().iter()) {
+        let all: Vec<Dedicated> = self
+            .busy
+            .borrow()
+            .iter()
+            .chain(self.idle.borrow().iter())
+            .cloned()
+            .collect();
+        for c in &all {
             f(c);
         }
     }

@@ -137,3 +137,41 @@ fn many_blocked_clients() {
         assert_eq!(String::from_utf8_lossy(&w.frame()), want);
     }
 }
+
+/// A blocked client's connection that then times out (Redis frozen past the block's own
+/// timeout plus --backend-timeout) gets an error, and the proxy carries on. (Found in review:
+/// failing that connection's waiter re-entered the pool while the timeout sweep held it.)
+#[test]
+fn frozen_redis_fails_a_block_after_its_timeout() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(
+        redis.port(),
+        &[
+            "--threads",
+            "1",
+            "--backend-timeout",
+            "300ms",
+            "--connect-timeout",
+            "300ms",
+        ],
+    );
+    let mut a = Wire::connect(proxy.port());
+    assert_eq!(a.cmd(&["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(a.cmd(&["BLPOP", "empty", "0.1"]), "*-1\r\n"); // a warm dedicated connection
+    redis.stop();
+    let start = Instant::now();
+    let r = a.cmd(&["BLPOP", "empty", "0.2"]);
+    assert!(r.starts_with("-ERR backend timeout"), "{r}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        start.elapsed()
+    );
+    redis.cont();
+    let mut b = Wire::connect(proxy.port());
+    assert!(
+        wait_until(Duration::from_secs(5), || b.cmd(&["GET", "k"])
+            == "$1\r\nv\r\n"),
+        "the proxy did not carry on"
+    );
+}
