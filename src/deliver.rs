@@ -37,7 +37,7 @@ pub enum Waiter {
     /// The EXEC of a transaction, or a write that must evict again once it has run (on a
     /// dedicated connection; SWAPDB): relayed in the client's protocol.
     Exec(Box<crate::multi::ExecReply>),
-    /// A PING on the out-of-band connection asking why this shared connection gets no reply:
+    /// A PING on the out-of-band connection asking why the scripts connection gets no reply:
     /// `-BUSY` means a script holds it and Redis is alive.
     Probe(Rc<crate::backend::Conn<Waiter>>),
     /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
