@@ -35,7 +35,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (r, w, sock) = crate::socket::split(stream);
     let client = Rc::new(ClientShared::new(shard.cfg.client_output_limit));
     client.set_socket(sock);
-    let registered = crate::registry::register(client.id, peer, local, shard.cfg.redis.db);
+    let registered =
+        crate::registry::register(client.id, shard.id, peer, local, shard.cfg.redis.db);
     client.set_info(registered.0.clone());
     client.last_active.set(shard.now());
     client.authed.set(shard.cfg.requirepass.is_none());
@@ -140,6 +141,7 @@ async fn read_loop(
             client.last_active.set(now);
             client.info().touch(now);
             shard.check_swaps();
+            crate::tracking::table::take_mail(shard);
             if shard.cache_on {
                 // An invalidation that reached this shard together with this read must be applied
                 // before any hit is served: let the backend reader, woken by the same batch of

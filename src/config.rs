@@ -102,6 +102,16 @@ pub struct Config {
     #[arg(long, env = "REDIS_PROXY_MAX_PINNED", default_value_t = 256)]
     pub max_pinned: usize,
 
+    /// Most keys remembered for the proxy's CLIENT TRACKING clients, split across threads (as
+    /// redis-server's tracking-table-max-keys): past it, a key is forgotten and the clients
+    /// that read it are sent its invalidation.
+    #[arg(
+        long,
+        env = "REDIS_PROXY_TRACKING_TABLE_MAX_KEYS",
+        default_value_t = 1_000_000
+    )]
+    pub tracking_table_max_keys: usize,
+
     /// Close client connections that send nothing for this long (0 = never).
     #[arg(long, env = "REDIS_PROXY_CLIENT_IDLE_TIMEOUT", default_value = "0s", value_parser = humantime::parse_duration)]
     pub client_idle_timeout: Duration,

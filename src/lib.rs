@@ -65,3 +65,4 @@ pub mod replies;
 pub mod resp;
 pub mod shard;
 pub mod socket;
+pub mod tracking;

@@ -58,6 +58,10 @@ pub struct ClientShared {
     /// request for another one waits until the earlier replies are in: Redis then runs the
     /// client's commands in the order it sent them.
     pub last_conn: Cell<usize>,
+    /// Speaks RESP3, and has subscriptions: how an invalidation redirected to this client
+    /// reaches it (see `tracking`).
+    pub resp3: Cell<bool>,
+    pub pubsub: Cell<bool>,
     /// What CLIENT LIST shows of this client (see `registry`).
     info: std::cell::OnceCell<std::sync::Arc<crate::registry::Info>>,
 }
@@ -86,6 +90,8 @@ impl ClientShared {
             writing: Cell::new(false),
             muted: Cell::new(false),
             last_conn: Cell::new(0),
+            resp3: Cell::new(false),
+            pubsub: Cell::new(false),
             info: std::cell::OnceCell::new(),
         }
     }

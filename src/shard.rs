@@ -51,6 +51,14 @@ pub struct Shard {
     pub pool: Pool,
     /// Subscriptions at Redis and the clients listening.
     pub pubsub: crate::pubsub::hub::Hub,
+    /// What this shard's tracking clients read (CLIENT TRACKING for the proxy's clients).
+    pub tracking: crate::tracking::table::Table,
+    /// The connection in BCAST tracking mode, for BCAST clients.
+    pub bcast: crate::tracking::bcast::Bcast,
+    /// The client whose command is being dispatched (0: none), for NOLOOP.
+    pub writer: Cell<u64>,
+    /// This shard's clients by id (redirect targets of tracking clients).
+    by_id: RefCell<hashbrown::HashMap<u64, Weak<ClientShared>>>,
     /// Redis's commands, for MULTI's queue-time checks (once the shared connection got it).
     commands: RefCell<Option<Rc<CommandTable>>>,
     /// Shared connections to the other dbs clients SELECTed, opened on first use.
@@ -97,6 +105,12 @@ impl Shard {
             shared: Rc::new(Conn::new(params, cfg.redis_ops_limit)),
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
             pubsub: Default::default(),
+            tracking: crate::tracking::table::Table::new(
+                cfg.tracking_table_max_keys.div_ceil(cfg.threads()).max(1),
+            ),
+            bcast: Default::default(),
+            writer: Cell::new(0),
+            by_id: RefCell::default(),
             commands: RefCell::new(None),
             other_dbs: RefCell::new(Vec::new()),
             oob: RefCell::new(None),
@@ -125,6 +139,7 @@ impl Shard {
             connect_timeout: cfg.connect_timeout,
             label: String::new(),
             log_connects: true,
+            bcast: false,
         }
     }
 
@@ -163,11 +178,36 @@ impl Shard {
         ms
     }
 
-    /// A write (or an invalidation push) touched `key`.
+    /// A write through this shard touched `key` (the client being dispatched wrote it).
     #[inline]
     pub fn invalidate(&self, key: &[u8]) {
+        self.invalidate_from(key, self.writer.get());
+    }
+
+    /// `key` changed, by `writer`'s command (0: Redis told): drop it from the cache, poison
+    /// its fetches, tell the tracking clients that read it.
+    #[inline]
+    pub fn invalidate_from(&self, key: &[u8], writer: u64) {
+        self.evict(key);
+        self.tracking.invalidate(self, key, writer);
+    }
+
+    /// Drops `key` from the cache and poisons its fetches.
+    #[inline]
+    pub fn evict(&self, key: &[u8]) {
         self.cache.borrow_mut().remove(key);
         self.inflight.borrow_mut().poison(key);
+    }
+
+    /// Whether the proxy can answer CLIENT TRACKING: its shared connections track what they
+    /// read (they do when it caches with Redis's invalidations).
+    pub fn client_tracking_possible(&self) -> bool {
+        self.shared.params.tracking
+    }
+
+    /// A client of this shard, by id.
+    pub fn client_by_id(&self, id: u64) -> Option<Rc<ClientShared>> {
+        self.by_id.borrow().get(&id).and_then(Weak::upgrade)
     }
 
     pub fn flush_cache(&self) {
@@ -190,6 +230,7 @@ impl Shard {
     /// once per batch of client input (a read-mostly word: no cache line bouncing).
     pub fn swapped_dbs(&self) {
         self.flush_cache();
+        self.tracking.flush_all(self);
         let e = SWAP_EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
         self.swaps_seen.set(e);
     }
@@ -200,6 +241,7 @@ impl Shard {
         if e != self.swaps_seen.get() {
             self.swaps_seen.set(e);
             self.flush_cache();
+            self.tracking.flush_all(self);
         }
     }
 
@@ -311,8 +353,9 @@ impl Shard {
     /// however the connection ends.
     pub fn client_connected(&self, c: &Rc<ClientShared>) -> ClientSlot<'_> {
         self.clients.borrow_mut().push(Rc::downgrade(c));
+        self.by_id.borrow_mut().insert(c.id, Rc::downgrade(c));
         self.live.set(self.live.get() + 1);
-        ClientSlot(self)
+        ClientSlot(self, c.id)
     }
 
     pub fn stopping(&self) -> bool {
@@ -408,6 +451,7 @@ impl Shard {
             self.close_idle_clients(now);
         }
         self.close_killed_clients();
+        crate::tracking::table::take_mail(self);
         let mut cache = self.cache.borrow_mut();
         let budget = 1024.max(cache.len() / 32);
         cache.sweep(now, budget);
@@ -419,10 +463,11 @@ impl Shard {
     }
 }
 
-pub struct ClientSlot<'a>(&'a Shard);
+pub struct ClientSlot<'a>(&'a Shard, u64);
 
 impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
+        self.0.by_id.borrow_mut().remove(&self.1);
         self.0.live.set(self.0.live.get() - 1);
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
