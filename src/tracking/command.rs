@@ -94,7 +94,10 @@ pub fn tracking(
         return err(client, "ERR OPTIN and OPTOUT are not compatible with BCAST");
     }
     if optin && optout {
-        return err(client, "ERR You can't use both OPTIN and OPTOUT");
+        return err(
+            client,
+            "ERR You can't specify both OPTIN mode and OPTOUT mode",
+        );
     }
     if let Some(t) = &s.tracker {
         if (optin && t.optout.get()) || (optout && t.optin.get()) {
