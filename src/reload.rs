@@ -54,7 +54,7 @@ impl Reloader {
             let Some(old) = self.started.iter().find(|o| o.key == s.key) else {
                 continue;
             };
-            if old.value == s.value || LIVE_KEYS.contains(&s.key.as_str()) {
+            if old.raw == s.raw || LIVE_KEYS.contains(&s.key.as_str()) {
                 continue;
             }
             let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
@@ -88,7 +88,7 @@ impl Reloader {
             info!("SIGHUP: configuration reloaded, nothing live changed");
         } else {
             let list = changed.join(", ");
-            info!(changed = %list, "SIGHUP: configuration reloaded: {list} now in effect");
+            info!("SIGHUP: configuration reloaded: {list} now in effect");
         }
     }
 }

@@ -6,12 +6,16 @@ use super::layers::{file_keys, toml_value, Loaded, Source};
 use super::{Config, RedisTarget};
 use clap::CommandFactory;
 
-/// One option's effective value (`None`: unset) and its source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One option's effective value (`None`: unset) and its source. No `Debug`: `raw` holds
+/// secrets.
+#[derive(Clone)]
 pub struct Setting {
     pub key: String,
+    /// As printed: secrets masked.
     pub value: Option<String>,
     pub source: Source,
+    /// As given, to tell whether a secret changed.
+    pub raw: Option<Vec<String>>,
 }
 
 /// Every file key, in `--help` order.
@@ -26,7 +30,8 @@ pub fn settings(l: &Loaded) -> Vec<Setting> {
             });
             // Secrets are the options whose environment value --help hides.
             let secret = arg.is_hide_env_values_set();
-            let value = raw.filter(|v| !v.is_empty()).map(|vals| {
+            let raw = raw.filter(|v| !v.is_empty());
+            let value = raw.as_ref().map(|vals| {
                 let shown: Vec<String> = vals
                     .iter()
                     .map(|v| toml_value(arg, &if secret { mask(key, v) } else { v.clone() }))
@@ -41,6 +46,7 @@ pub fn settings(l: &Loaded) -> Vec<Setting> {
                 key: key.to_string(),
                 value,
                 source: l.source(id),
+                raw,
             }
         })
         .collect()

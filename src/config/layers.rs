@@ -146,10 +146,8 @@ pub fn load(args: &[OsString]) -> Result<Loaded, LoadError> {
                     extra.push(format!("--{key}").into());
                 }
             } else {
-                for v in values {
-                    extra.push(format!("--{key}").into());
-                    extra.push(v.into());
-                }
+                // `--key=value`: a value starting with '-' must not read as an option.
+                extra.extend(values.iter().map(|v| format!("--{key}={v}").into()));
             }
             from_file.push(id.to_string());
         }
@@ -242,11 +240,13 @@ fn to_strings(arg: &Arg, value: &toml::Value) -> Result<Vec<String>, String> {
 /// given and its variable ignored.
 fn check_value(cmd: &clap::Command, arg: &Arg, v: &str) -> Result<(), String> {
     let id = arg.get_id().clone();
-    let long = format!("--{}", arg.get_long().unwrap_or_default());
-    let mut argv: Vec<&OsStr> = vec![OsStr::new("redis-proxy"), OsStr::new(&long)];
-    if !is_flag(arg) {
-        argv.push(OsStr::new(v));
-    }
+    let long = arg.get_long().unwrap_or_default();
+    let given = if is_flag(arg) {
+        format!("--{long}")
+    } else {
+        format!("--{long}={v}")
+    };
+    let argv = [OsStr::new("redis-proxy"), OsStr::new(&given)];
     cmd.clone()
         .mut_arg(id, |a| a.env(None))
         .try_get_matches_from(argv)
