@@ -385,3 +385,14 @@ fn check_config_masks_secrets() {
         assert_eq!(setting(&out, "requirepass").0, "\"***\"");
     }
 }
+
+#[test]
+fn docker_example_config_is_valid() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker/config/redis-proxy.toml"
+    );
+    let (code, out, err) = check(&["--config", path], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(setting(&out, "capacity").1, "file");
+}
