@@ -8,11 +8,18 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Runs a proxy with `args`/`env` until it is up, then stops it: its whole log.
-fn log_of_a_run(redis: &RedisServer, args: &[&str], env: &[(&str, &str)]) -> String {
+/// Runs a proxy with `args`/`env` until it is up and has logged every line of `until`, then
+/// stops it: its whole log.
+fn run_and_stop(
+    redis: &RedisServer,
+    args: &[&str],
+    env: &[(&str, &str)],
+    until: &[&str],
+) -> String {
     let mut proxy = Proxy::start_env(redis.port(), args, env);
-    // The shard's connect line comes from another thread than the readiness answer.
-    wait_until(WAIT, || proxy.log_contents().contains("connected to Redis"));
+    for needle in until {
+        proxy.wait_log(needle, WAIT);
+    }
     proxy.signal("TERM");
     assert!(proxy.wait_exit(WAIT).is_some(), "did not exit on SIGTERM");
     proxy.log_contents()
@@ -21,7 +28,8 @@ fn log_of_a_run(redis: &RedisServer, args: &[&str], env: &[(&str, &str)]) -> Str
 #[test]
 fn text_lines_carry_the_shard_id() {
     let redis = RedisServer::start();
-    let log = log_of_a_run(&redis, &["--threads", "2"], &[]);
+    let connected = ["shard 0: connected", "shard 1: connected"];
+    let log = run_and_stop(&redis, &["--threads", "2"], &[], &connected);
     for id in 0..2 {
         let needle = format!(" INFO shard{{id={id}}}: shard {id}: connected to Redis");
         assert!(log.contains(&needle), "{needle:?} not in:\n{log}");
@@ -34,7 +42,9 @@ fn text_lines_carry_the_shard_id() {
 #[test]
 fn json_lines_are_objects_with_the_shard_id() {
     let redis = RedisServer::start();
-    let log = log_of_a_run(&redis, &["--threads", "2", "--log-format", "json"], &[]);
+    let connected = ["shard 0: connected", "shard 1: connected"];
+    let args = ["--threads", "2", "--log-format", "json"];
+    let log = run_and_stop(&redis, &args, &[], &connected);
     for line in log.lines() {
         assert!(
             line.starts_with("{\"timestamp\":") && line.ends_with('}'),
@@ -59,19 +69,21 @@ fn level_rule_flag_then_rust_log_then_info() {
     let redis = RedisServer::start();
     let infos = |log: &str| log.lines().filter(|l| l.contains(" INFO ")).count();
     // RUST_LOG alone applies.
-    let log = log_of_a_run(&redis, &["--threads", "1"], &[("RUST_LOG", "warn")]);
+    let log = run_and_stop(&redis, &["--threads", "1"], &[("RUST_LOG", "warn")], &[]);
     assert_eq!(infos(&log), 0, "RUST_LOG=warn ignored:\n{log}");
     // An explicit level wins over RUST_LOG: as a flag, a variable or a file key.
-    let log = log_of_a_run(
+    let log = run_and_stop(
         &redis,
         &["--threads", "1", "--log-level", "info"],
         &[("RUST_LOG", "warn")],
+        &[],
     );
     assert!(infos(&log) > 0, "--log-level info lost to RUST_LOG:\n{log}");
-    let log = log_of_a_run(
+    let log = run_and_stop(
         &redis,
         &["--threads", "1"],
         &[("RUST_LOG", "info"), ("REDIS_PROXY_LOG_LEVEL", "error")],
+        &[],
     );
     assert_eq!(
         infos(&log),
@@ -79,18 +91,19 @@ fn level_rule_flag_then_rust_log_then_info() {
         "REDIS_PROXY_LOG_LEVEL lost to RUST_LOG:\n{log}"
     );
     let file = TempFile::new("level.toml", "log-level = \"error\"\n");
-    let log = log_of_a_run(
+    let log = run_and_stop(
         &redis,
         &["--threads", "1", "--config", file.path()],
         &[("RUST_LOG", "info")],
+        &[],
     );
     assert_eq!(
         infos(&log),
         0,
         "log-level in the file lost to RUST_LOG:\n{log}"
     );
-    // Neither: info.
-    let log = log_of_a_run(&redis, &["--threads", "1"], &[]);
+    // Neither: info. (The start and shutdown lines are info, and both precede the exit.)
+    let log = run_and_stop(&redis, &["--threads", "1"], &[], &[]);
     assert!(infos(&log) > 0, "{log}");
 }
 
