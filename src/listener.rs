@@ -37,7 +37,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     let max = shard.live().max_clients;
                     if n >= max {
                         shard.connections.fetch_sub(1, Ordering::Relaxed);
-                        crate::log::limit_hit("max-clients", format_args!("{max} clients connected; refusing new ones"));
+                        crate::log::limit_hit(
+                            "max-clients",
+                            format_args!("{max} clients connected; refusing new ones"),
+                        );
                         monoio::spawn(refuse(stream));
                     } else {
                         monoio::spawn(crate::client::serve(shard.clone(), stream));
