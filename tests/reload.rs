@@ -187,3 +187,20 @@ fn log_level_changes_live() {
     let log = hup_and_wait(&proxy, RELOADED);
     assert!(log.contains("log-level now in effect"), "{log}");
 }
+
+#[test]
+fn password_file_rotates_without_a_config_file() {
+    let redis = RedisServer::start();
+    let pass = TempFile::new("pass", "rotated-1\n");
+    let proxy = Proxy::start(
+        redis.port(),
+        &["--threads", "1", "--requirepass-file", pass.path()],
+    );
+    assert_eq!(proxy.connect().cmd(&["AUTH", "rotated-1"]), Reply::ok());
+    pass.write("rotated-2\n");
+    let log = hup_and_wait(&proxy, RELOADED);
+    assert!(log.contains("requirepass now in effect"), "{log}");
+    let mut c = proxy.connect();
+    assert_err_prefix(&c.cmd(&["AUTH", "rotated-1"]), "WRONGPASS");
+    assert_eq!(c.cmd(&["AUTH", "rotated-2"]), Reply::ok());
+}
