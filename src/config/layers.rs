@@ -160,25 +160,18 @@ pub fn load(args: &[OsString]) -> Result<Loaded, LoadError> {
         cmd.try_get_matches_from(all)
             .map_err(|e| LoadError::Invalid(format!("{}: {}", path.display(), clap_reason(&e))))?
     };
-    let mut cfg = Config::from_arg_matches(&matches).map_err(LoadError::Clap)?;
-    let loaded_sources = Loaded {
-        cfg: cfg.clone(),
+    let cfg = Config::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+    let mut loaded = Loaded {
+        cfg,
         matches,
         from_file,
     };
-    cfg.log_level_explicit = loaded_sources.source("log_level") != Source::Default;
-    let checked = cfg.validate().and_then(|_| cfg.prepare());
+    loaded.cfg.log_level_explicit = loaded.source("log_level") != Source::Default;
+    let checked = loaded.cfg.validate().and_then(|_| loaded.cfg.prepare());
     if let Err(why) = checked {
-        return Err(LoadError::Invalid(blame(
-            &loaded_sources,
-            path.as_deref(),
-            why,
-        )));
+        return Err(LoadError::Invalid(blame(&loaded, path.as_deref(), why)));
     }
-    Ok(Loaded {
-        cfg,
-        ..loaded_sources
-    })
+    Ok(loaded)
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, LoadError> {
@@ -278,5 +271,58 @@ fn blame(l: &Loaded, path: Option<&Path>, why: String) -> String {
         format!("{}: key '{name}': {why}", path.display())
     } else {
         why
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arg(long: &str) -> Arg {
+        let cmd = Config::command();
+        let found = file_keys(&cmd).find(|(k, _)| *k == long).map(|(_, a)| a);
+        found.unwrap_or_else(|| panic!("no key {long}")).clone()
+    }
+
+    #[test]
+    fn every_long_option_but_the_meta_ones_is_a_key() {
+        let cmd = Config::command();
+        let keys: Vec<&str> = file_keys(&cmd).map(|(k, _)| k).collect();
+        for k in [
+            "listen",
+            "redis",
+            "capacity",
+            "expire",
+            "log-level",
+            "requirepass-file",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+        for k in ["config", "check-config", "help", "version"] {
+            assert!(!keys.contains(&k), "{k} is a key");
+        }
+    }
+
+    #[test]
+    fn toml_types_follow_the_value_parser() {
+        let int = toml::Value::Integer(5);
+        let text = toml::Value::String("5".into());
+        assert_eq!(to_strings(&arg("capacity"), &int).unwrap(), ["5"]);
+        assert!(to_strings(&arg("capacity"), &text).is_err());
+        assert_eq!(to_strings(&arg("expire"), &text).unwrap(), ["5"]);
+        assert!(to_strings(&arg("expire"), &int).is_err());
+        assert!(to_strings(&arg("invalidation"), &toml::Value::Boolean(true)).is_err());
+        assert_eq!(toml_value(&arg("capacity"), "5"), "5");
+        // Shown values read back as the same string.
+        let shown = toml_value(&arg("listen"), "a\"b'c");
+        let back: toml::Table = format!("k = {shown}").parse().unwrap();
+        assert_eq!(back["k"].as_str(), Some("a\"b'c"));
+    }
+
+    #[test]
+    fn underscores_get_a_hint() {
+        let cmd = Config::command();
+        assert!(unknown_key(&cmd, "max_clients").contains("'max-clients'"));
+        assert_eq!(unknown_key(&cmd, "nope"), "unknown key");
     }
 }
