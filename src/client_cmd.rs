@@ -149,7 +149,7 @@ pub fn reset(shard: &Shard, client: &ClientShared, s: &mut Session) -> Flow {
     s.reset(shard);
     client.resp3.set(false);
     client.muted.set(false);
-    client.authed.set(shard.cfg.requirepass.is_none());
+    client.authed.set(shard.live().requirepass.is_none());
     client.info().update(|d| {
         d.name.clear();
         d.db = s.db;

@@ -237,7 +237,7 @@ fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
         Some(n) => parse_int(n),
         None => None,
     };
-    let expire = shard.expire_ms;
+    let expire = shard.expire_ms.get();
     let life = match ttl {
         Some(-1) => expire,
         Some(-2) if value[..] == *NULL_BULK => expire,

@@ -123,7 +123,15 @@ impl ClientShared {
 
     /// A client that stops reading while replies pile up is dropped past the output limit.
     fn check_output_limit(&self, q: &Queue) -> bool {
-        q.ready.len() + q.held > self.output_limit
+        let over = q.ready.len() + q.held > self.output_limit;
+        if over {
+            let limit = self.output_limit;
+            crate::log::limit_hit(
+                "client-output-limit",
+                format_args!("a client's unsent replies passed {limit} bytes; disconnected"),
+            );
+        }
+        over
     }
 
     /// Appends a reply produced now, written by `f`.

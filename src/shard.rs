@@ -5,6 +5,7 @@
 use crate::backend::supervisor::{check_timeout, supervise};
 use crate::backend::{Conn, Params, Status};
 use crate::cache::Cache;
+use crate::config::live::{Board, Live};
 use crate::config::Config;
 use crate::config::Invalidation;
 use crate::deliver::Waiter;
@@ -43,7 +44,12 @@ pub struct Shard {
     pub redis_addr: SocketAddr,
     pub cache: RefCell<Cache>,
     pub cache_on: bool,
-    pub expire_ms: u32,
+    /// --expire for entries cached from now on (SIGHUP may change it).
+    pub expire_ms: Cell<u32>,
+    /// The SIGHUP-changeable settings as this shard last applied them (see `refresh_live`).
+    settings: RefCell<Rc<Live>>,
+    board: Arc<Board>,
+    live_seen: Cell<u64>,
     pub inflight: RefCell<Inflight>,
     /// The pipelined connection every client of the shard shares (tracking, when caching).
     pub shared: Rc<Conn<Waiter>>,
@@ -89,6 +95,7 @@ impl Shard {
         cfg: Arc<Config>,
         redis_addr: SocketAddr,
         connections: Arc<AtomicUsize>,
+        board: Arc<Board>,
     ) -> Self {
         let capacity = cfg.shard_capacity();
         let tracking = cfg.invalidation == Invalidation::Tracking && capacity > 0;
@@ -100,7 +107,10 @@ impl Shard {
             redis_addr,
             cache: RefCell::new(Cache::new(capacity)),
             cache_on: capacity > 0,
-            expire_ms: cfg.expire.as_millis().min(u32::MAX as u128 / 2) as u32,
+            expire_ms: Cell::new(Live::of(&cfg).expire_ms()),
+            settings: RefCell::new(Rc::new(Live::of(&cfg))),
+            live_seen: Cell::new(0),
+            board,
             inflight: RefCell::new(Inflight::default()),
             shared: Rc::new(Conn::new(params, cfg.redis_ops_limit)),
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
@@ -160,6 +170,25 @@ impl Shard {
         let t = Rc::new(CommandTable::parse(&raw));
         *self.commands.borrow_mut() = Some(t.clone());
         Some(t)
+    }
+
+    /// The SIGHUP-changeable settings (requirepass, client limits) as of the last refresh.
+    pub fn live(&self) -> Rc<Live> {
+        self.settings.borrow().clone()
+    }
+
+    /// Takes up settings SIGHUP published: once per tick and per accepted connection, so the
+    /// shared generation word is read nowhere near the per-request path.
+    pub fn refresh_live(&self) {
+        let g = self.board.generation();
+        if g == self.live_seen.get() {
+            return;
+        }
+        let live = Live::clone(&self.board.current());
+        self.expire_ms.set(live.expire_ms());
+        *self.settings.borrow_mut() = Rc::new(live);
+        self.live_seen.set(g);
+        self.board.applied(self.id, g);
     }
 
     /// Milliseconds on this shard's clock, as of the last `update_clock`. The clock wraps
@@ -388,7 +417,7 @@ impl Shard {
 
     fn close_idle_clients(&self, now: u32) {
         let timeout = self
-            .cfg
+            .live()
             .client_idle_timeout
             .as_millis()
             .min(u32::MAX as u128) as u32;
@@ -417,6 +446,7 @@ impl Shard {
     }
 
     fn tick(self: &Rc<Self>, n: u64) {
+        self.refresh_live();
         let now = self.update_clock();
         let timeout = self.cfg.backend_timeout;
         check_timeout(&self.shared, &**self, now, timeout);
@@ -482,6 +512,8 @@ pub struct Common {
     /// Set by the signal handler: begin shutdown.
     pub stop: Arc<AtomicBool>,
     pub connections: Arc<AtomicUsize>,
+    /// Settings SIGHUP changes.
+    pub board: Arc<Board>,
     /// Each shard reports here whether it bound its listener (and on which I/O driver).
     pub ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
 }
@@ -496,9 +528,11 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("shard-{id}"))
         .spawn(move || {
+            // Every event from this thread carries the shard's id.
+            let _span = tracing::info_span!("shard", id).entered();
             if let Some(core) = core {
                 if !core_affinity::set_for_current(core) {
-                    crate::log!(warn, "shard {id}: could not pin to core {}", core.id);
+                    tracing::warn!("shard {id}: could not pin to core {}", core.id);
                 }
             }
             let fut = run(id, common);
@@ -530,10 +564,10 @@ fn block_on<F: std::future::Future<Output = ()>>(fut: F) -> std::io::Result<()> 
                     rt.block_on(fut);
                     return Ok(());
                 }
-                Err(e) => crate::log!(warn, "io_uring setup refused ({e})"),
+                Err(e) => tracing::warn!("io_uring setup refused ({e})"),
             }
         }
-        crate::log!(warn, "io_uring unavailable; using epoll");
+        tracing::warn!("io_uring unavailable; using epoll");
     }
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
@@ -554,6 +588,7 @@ async fn run(id: usize, common: Common) {
         redis_addr,
         stop,
         connections,
+        board,
         ready,
     } = common;
     let listener = match crate::listener::bind(listen) {
@@ -563,7 +598,7 @@ async fn run(id: usize, common: Common) {
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections));
+    let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections, board));
     let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
     monoio::spawn(supervise(shard.shared.clone(), shard.clone()));
     {
