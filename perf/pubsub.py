@@ -3,7 +3,7 @@
 redis-server and through the proxy, side by side in one run. Prints a Markdown report.
 
 Usage: perf/pubsub.py REDIS_PORT PROXY_PORT --redis-pid PID --proxy-pid PID [--subs 1000]
-       [--messages 3000] [--batch 50] [--payload 16] [--rounds 3] [--shards 2]
+       [--messages 5000] [--batch 50] [--payload 16] [--rounds 3] [--shards 2]
 
 Both servers must already run on 127.0.0.1; perf/pubsub.sh starts them (proxy --threads 2)
 and runs this. The file descriptor limit must allow subs + a few sockets (the driver sets
@@ -333,7 +333,7 @@ def main():
     ap.add_argument("--redis-pid", type=int, required=True)
     ap.add_argument("--proxy-pid", type=int, required=True)
     ap.add_argument("--subs", type=int, default=1000)
-    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--payload", type=int, default=16, help="payload bytes (zero-padded sequence number)")
     ap.add_argument("--rounds", type=int, default=3)

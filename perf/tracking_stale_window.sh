@@ -32,7 +32,7 @@ rc=0
 {
     echo "# Client-side cache stale window with CLIENT TRACKING: redis-server direct vs redis-proxy"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs, Linux $(uname -r), $(redis-server --version | cut -d' ' -f1-3); loopback."
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs, Linux $(uname -r), $(redis-server --version | cut -d' ' -f1-3); load average $(cut -d" " -f1-3 /proc/loadavg) at the start; loopback."
     echo
     echo "Command: \`perf/tracking_stale_window.sh${*:+ $*}\` (proxy: \`--threads $THREADS --expire 1h\`)."
     echo
