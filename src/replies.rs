@@ -137,8 +137,17 @@ impl ClientShared {
     /// Appends a reply produced now, written by `f`.
     #[inline]
     pub fn push_local(&self, f: impl FnOnce(&mut BytesMut)) {
+        if self.muted.get() {
+            return;
+        }
+        self.push_always(f);
+    }
+
+    /// Appends what redis-server sends even under CLIENT REPLY OFF/SKIP: pub/sub confirmations
+    /// and messages, tracking invalidations.
+    pub fn push_always(&self, f: impl FnOnce(&mut BytesMut)) {
         let mut q = self.q.borrow_mut();
-        if q.dead || self.muted.get() {
+        if q.dead {
             return;
         }
         let q = &mut *q;
@@ -184,8 +193,17 @@ impl ClientShared {
     /// Reserves the place of a reply that will come later; returns its sequence number.
     #[inline]
     pub fn push_pending(&self) -> u64 {
+        self.push_pending_as(self.muted.get())
+    }
+
+    /// `push_pending` for a reply sent even under CLIENT REPLY OFF (see `push_always`).
+    pub fn push_pending_always(&self) -> u64 {
+        self.push_pending_as(false)
+    }
+
+    fn push_pending_as(&self, muted: bool) -> u64 {
         let mut q = self.q.borrow_mut();
-        q.slots.push_back(Slot::Pending(self.muted.get()));
+        q.slots.push_back(Slot::Pending(muted));
         q.pending += 1;
         q.head_seq + q.slots.len() as u64 - 1
     }

@@ -84,7 +84,7 @@ impl Subscriber {
     /// Copies a message push to the client, in its protocol.
     fn deliver(&self, frame: &[u8]) {
         let resp2 = self.proto.get() == Proto::Resp2;
-        self.client.push_local(|o| {
+        self.client.push_always(|o| {
             let at = o.len();
             o.extend_from_slice(frame);
             if resp2 {

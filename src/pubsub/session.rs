@@ -74,10 +74,11 @@ pub fn subscribe(
     }
     hub.send();
     show(client, &sub);
+    // Sent even under CLIENT REPLY OFF, as by redis-server.
     if waits.is_empty() {
-        client.push_local(|o| o.extend_from_slice(&reply));
+        client.push_always(|o| o.extend_from_slice(&reply));
     } else {
-        let seq = client.push_pending();
+        let seq = client.push_pending_always();
         hub.wait(client, seq, reply, class, &waits);
     }
     Flow::Next
@@ -117,7 +118,7 @@ pub fn unsubscribe(
     if let Some(sub) = &s.sub {
         show(client, sub);
     }
-    client.push_local(|o| o.extend_from_slice(&reply));
+    client.push_always(|o| o.extend_from_slice(&reply));
     Flow::Next
 }
 

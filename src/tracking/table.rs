@@ -146,10 +146,15 @@ impl Table {
             .filter(|t| t.bcast.get())
             .cloned()
             .collect();
+        // One message per prefix of the client, in prefix order, as redis-server sends them.
         for t in all {
-            let mine: Vec<Bytes> = keys.iter().filter(|k| t.matches(k)).cloned().collect();
-            if !mine.is_empty() {
-                send(shard, &t, Some(&mine));
+            let mut prefixes = t.prefixes.borrow().clone();
+            prefixes.sort();
+            for p in &prefixes {
+                let mine: Vec<Bytes> = keys.iter().filter(|k| k.starts_with(p)).cloned().collect();
+                if !mine.is_empty() {
+                    send(shard, &t, Some(&mine));
+                }
             }
         }
     }
@@ -161,7 +166,7 @@ fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
     if target == 0 {
         if t.proto.get() == Proto::Resp3 {
             let msg = message(keys, true, Proto::Resp3);
-            t.client.push_local(|o| o.extend_from_slice(&msg));
+            t.client.push_always(|o| o.extend_from_slice(&msg));
             t.client.wake_writer();
         }
         return; // RESP2 without redirect: nothing can carry it, as with Redis
@@ -177,7 +182,7 @@ fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
         None => {
             t.broken.set(true);
             if t.proto.get() == Proto::Resp3 {
-                t.client.push_local(|o| {
+                t.client.push_always(|o| {
                     put_header(o, b'>', 2);
                     put_bulk(o, b"tracking-redir-broken");
                     put_header(o, b':', target as i64);
@@ -199,7 +204,7 @@ fn deliver_to(r: &ClientShared, keys: Option<&[Bytes]>, null3: bool) {
         return;
     };
     let msg = message(keys, null3, proto);
-    r.push_local(|o| o.extend_from_slice(&msg));
+    r.push_always(|o| o.extend_from_slice(&msg));
     r.wake_writer();
 }
 
