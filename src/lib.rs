@@ -12,7 +12,9 @@
 //! - [`config`]: the command line (clap, with `REDIS_PROXY_*` env fallbacks) and its validation.
 //! - [`shard`]: one pinned thread + monoio runtime (io_uring, epoll fallback) per core; owns
 //!   the shard's cache, in-flight fetches and backend connections; shutdown sequence.
-//! - [`listener`]: the shard's SO_REUSEPORT accept loop.
+//! - [`listener`]: the shard's SO_REUSEPORT accept loop, shared by RESP and HTTP.
+//! - [`http`]: the HTTP/1.1 front-end (`--http`): `GET /<key>` from the same cache, through the
+//!   same dispatch as a RESP `GET`; parse, route and respond in files of their own.
 //! - [`client`]: per-connection reader (scan, dispatch, waits) and writer (ordered replies,
 //!   one write per batch).
 //! - [`dispatch`]: the client's session (protocol, db, transaction, pinned or blocked
@@ -40,7 +42,7 @@
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
 //! Deliberately missing: Redis Cluster, pub/sub fan-out (SUBSCRIBE is refused with an error),
-//! CLIENT TRACKING for the proxy's own clients, an HTTP front-end.
+//! CLIENT TRACKING for the proxy's own clients, HTTP writes (the HTTP front-end only reads).
 
 pub mod auth;
 pub mod backend;
@@ -54,6 +56,7 @@ pub mod deliver;
 pub mod dispatch;
 pub mod fault;
 pub mod fetch;
+pub mod http;
 pub mod listener;
 pub mod log;
 pub mod monitor;
