@@ -78,6 +78,14 @@ fn hit_miss_not_found_and_head_share_the_resp_cache() {
     );
     assert!(r.body.is_empty());
     assert_eq!(curl(&["-I", &url(http, "/absent")]).status, 404);
+    // curl reads no body after HEAD; on a raw connection a stray body would show up as
+    // garbage before the next response.
+    let mut c = Http::connect(http);
+    c.send(b"HEAD /greeting HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send_get("/absent");
+    let r = c.read(true);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("5")));
+    assert_eq!(c.read(false).status, 404);
 }
 
 /// Percent-encodes every byte but unreserved ones (RFC 3986).

@@ -32,6 +32,10 @@ fn parse_head(head: &[u8]) -> (u16, Vec<(String, String)>) {
     let text = std::str::from_utf8(head).expect("response head is ASCII");
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap();
+    assert!(
+        status_line.starts_with("HTTP/1.1 "),
+        "not a status line: {status_line:?}"
+    );
     let status = status_line
         .split(' ')
         .nth(1)
