@@ -512,3 +512,27 @@ fn max_clients_counts_both_protocols_and_idle_clients_are_closed() {
     let mut c = Http::connect(http);
     assert_eq!(c.get("/k").body, b"v");
 }
+
+/// A pipeline of hits answered within one read outgrows a small --client-output-limit: the
+/// proxy pauses mid-batch while the client reads, instead of dropping it.
+#[test]
+fn a_pipeline_of_hits_pauses_at_the_output_limit() {
+    let redis = RedisServer::start();
+    let (_proxy, http) = start(&redis, &["--threads", "1", "--client-output-limit", "4096"]);
+    let value = "x".repeat(300);
+    redis.cmd(&["SET", "big", &value]);
+    let mut c = Http::connect(http);
+    assert_eq!(c.get("/big").text(), value);
+    c.send(
+        "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"
+            .repeat(300)
+            .as_bytes(),
+    );
+    for i in 0..300 {
+        let r = c.try_read(false);
+        assert!(
+            r.as_ref().is_some_and(|r| r.text() == value),
+            "response {i}: {r:?}"
+        );
+    }
+}

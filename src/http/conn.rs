@@ -150,6 +150,15 @@ impl Conn {
                             quit = true;
                             break;
                         }
+                        // Hits answered within one read can outgrow the output limit: pause
+                        // mid-batch until the client has taken some, as RESP clients do.
+                        if self.client.backlog().0 >= pause_at {
+                            self.shard.flush_shared();
+                            self.client.wake_writer();
+                            if !wait_for_room(&self.client, pause_at).await {
+                                return;
+                            }
+                        }
                     }
                 }
             }

@@ -22,8 +22,9 @@ pub enum Method {
 pub enum Body {
     /// `Content-Length` bytes (0 without the header).
     Length(u64),
-    /// `Transfer-Encoding`: the request is answered, then the connection closed (the proxy
-    /// takes no bodies, so it does not decode chunks to find the next request).
+    /// `Transfer-Encoding`, or a body announced with `Expect: 100-continue`: the request is
+    /// answered, then the connection closed (the proxy takes no bodies, so it does not decode
+    /// chunks to find the next request, nor ask for a body it would drop).
     Unframed,
 }
 
@@ -108,6 +109,7 @@ pub fn parse<'b>(buf: &'b [u8], scanned: &mut usize, limit: usize) -> Parsed<'b>
         body: Body::Length(0),
     };
     let mut length: Option<u64> = None;
+    let mut expect = false;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
@@ -123,6 +125,8 @@ pub fn parse<'b>(buf: &'b [u8], scanned: &mut usize, limit: usize) -> Parsed<'b>
             out.has_host = true;
         } else if name.eq_ignore_ascii_case("authorization") {
             out.authorization = Some(h.value);
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect = true;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             out.body = Body::Unframed;
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -136,8 +140,13 @@ pub fn parse<'b>(buf: &'b [u8], scanned: &mut usize, limit: usize) -> Parsed<'b>
             length = Some(n);
         }
     }
-    if out.body != Body::Unframed {
-        out.body = Body::Length(length.unwrap_or(0));
+    let length = length.unwrap_or(0);
+    // A client that waits for `100 Continue` may never send the body it announced: answered
+    // without it, the connection cannot go on.
+    if out.body != Body::Unframed && !(expect && length > 0) {
+        out.body = Body::Length(length);
+    } else {
+        out.body = Body::Unframed;
     }
     Parsed::Request(out)
 }
@@ -232,6 +241,10 @@ mod tests {
         assert_eq!(req(b"PUT /k HTTP/1.1\r\n\r\n").method, Method::Other);
         let r = req(b"POST /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(r.body, Body::Unframed);
+        let r = req(b"POST /k HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n");
+        assert_eq!(r.body, Body::Unframed);
+        let r = req(b"GET /k HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+        assert_eq!(r.body, Body::Length(0));
     }
 
     #[test]
