@@ -40,6 +40,14 @@ pub enum Waiter {
     /// A PING on the out-of-band connection asking why the scripts connection gets no reply:
     /// `-BUSY` means a script holds it and Redis is alive.
     Probe(Rc<crate::backend::Conn<Waiter>>),
+    /// A reply that counts subscribers (PUBLISH, PUBSUB NUMSUB), corrected for the proxy's
+    /// own subscribers before it is relayed.
+    Counted {
+        client: Rc<ClientShared>,
+        seq: u64,
+        proto: Proto,
+        fix: crate::pubsub::counts::Fix,
+    },
     /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
     Ignore,
 }
@@ -75,6 +83,15 @@ impl Sink<Waiter> for Shard {
             }
             Waiter::Ttl(f) => on_ttl(self, &f, frame),
             Waiter::Exec(e) => e.on_reply(self, frame, resp3),
+            Waiter::Counted {
+                client,
+                seq,
+                proto,
+                fix,
+            } => client.complete(seq, |out| match crate::pubsub::counts::apply(&fix, frame) {
+                Some(fixed) => out.extend_from_slice(&fixed),
+                None => relay(frame, info, Shape::Plain, resp3, proto, out),
+            }),
             Waiter::Ignore => {}
         }
     }
@@ -100,7 +117,7 @@ impl Sink<Waiter> for Shard {
 
     fn fail(&self, w: Waiter, msg: &str) {
         match w {
-            Waiter::Reply { client, seq, .. } => {
+            Waiter::Reply { client, seq, .. } | Waiter::Counted { client, seq, .. } => {
                 client.complete(seq, |out| put_error(out, msg.as_bytes()))
             }
             Waiter::Blocking {
