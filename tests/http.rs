@@ -536,3 +536,26 @@ fn a_pipeline_of_hits_pauses_at_the_output_limit() {
         );
     }
 }
+
+/// An HTTP port owned by another process, or the RESP port itself, is refused at start-up
+/// rather than shared through SO_REUSEPORT.
+#[test]
+fn http_address_taken_or_same_as_listen_is_refused() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (status, err) = Proxy::run_to_exit(
+        &["--listen", &listen, "--http", &addr],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert!(!status.success());
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    let (status, err) = Proxy::run_to_exit(
+        &["--listen", &listen, "--http", &listen],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert!(!status.success());
+    assert!(err.contains("must be different"), "{err}");
+}

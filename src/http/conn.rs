@@ -53,6 +53,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         scanner: RequestScanner::new(),
     };
     conn.read_loop(&mut r).await;
+    conn.session.end(&shard);
     client.close();
     writer.await;
     if !client.is_dead() {
