@@ -51,6 +51,10 @@ fn hit_miss_not_found_and_head_share_the_resp_cache() {
     assert_eq!((r.status, r.text().as_str()), (200, "hello"));
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
     assert_eq!(r.header("content-length"), Some("5"));
+    assert!(
+        r.header("date").is_some_and(|d| d.ends_with(" GMT")),
+        "{r:?}"
+    );
     assert_eq!(redis.cmdstat_calls("get"), 1, "the miss fetched once");
     assert_eq!(curl(&[&url(http, "/greeting")]).text(), "hello");
     let mut resp = proxy.connect();

@@ -9,10 +9,12 @@
 //!
 //! - [`parse`]: framing and parsing a request head (httparse), limits.
 //! - [`route`]: request target -> key (percent-decoding).
-//! - [`respond`]: status lines, the proxy's own responses, RESP reply -> response.
+//! - [`respond`]: status lines, the proxy's own responses, RESP reply -> response; [`date`]:
+//!   the `Date` header.
 //! - `conn`: the connection's reader and writer tasks.
 
 mod conn;
+pub mod date;
 pub mod parse;
 pub mod respond;
 pub mod route;

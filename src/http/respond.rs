@@ -68,6 +68,9 @@ pub fn put(
     body: &[u8],
 ) {
     out.extend_from_slice(status.line());
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(&super::date::now());
+    out.extend_from_slice(b"\r\n");
     if !content_type.is_empty() {
         out.extend_from_slice(b"Content-Type: ");
         out.extend_from_slice(content_type);
@@ -173,7 +176,14 @@ mod tests {
     fn reply(frame: &[u8], shape: Shape) -> String {
         let mut out = BytesMut::new();
         assert_eq!(put_reply(&mut out, frame, shape), Some(frame.len()));
-        String::from_utf8_lossy(&out).into_owned()
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (line, rest) = text.split_once("\r\n").unwrap();
+        let (date, rest) = rest.split_once("\r\n").unwrap();
+        assert!(
+            date.starts_with("Date: ") && date.ends_with(" GMT"),
+            "{date}"
+        );
+        format!("{line}\r\n{rest}")
     }
 
     #[test]
