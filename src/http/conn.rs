@@ -98,6 +98,7 @@ impl Conn {
             }
             let now = self.shard.update_clock();
             self.client.last_active.set(now);
+            super::date::refresh();
             self.shard.check_swaps();
             if self.shard.cache_on {
                 // As for RESP clients: apply an invalidation that arrived with this read first.
@@ -253,6 +254,7 @@ async fn write_loop(client: Rc<ClientShared>, metas: Metas, mut w: WriteHalf) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     while client.next_batch(&mut buf).await {
+        super::date::refresh();
         let ok = translate(&buf, &mut metas.borrow_mut(), &mut out);
         buf.clear();
         if !ok {

@@ -11,19 +11,26 @@ thread_local! {
     static CACHED: Cell<(u64, Date)> = const { Cell::new((u64::MAX, [0; 29])) };
 }
 
-/// Now, as IMF-fixdate.
-pub fn now() -> Date {
+/// Reads the clock (once per batch of requests or responses, not per response) and
+/// reformats the date when the second has changed.
+pub fn refresh() {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     CACHED.with(|c| {
-        let (at, date) = c.get();
-        if at == secs {
-            return date;
+        if c.get().0 != secs {
+            c.set((secs, format(secs)));
         }
-        let date = format(secs);
-        c.set((secs, date));
-        date
+    });
+}
+
+/// The date as of the last `refresh` on this thread.
+pub fn current() -> Date {
+    CACHED.with(|c| {
+        if c.get().0 == u64::MAX {
+            refresh();
+        }
+        c.get().1
     })
 }
 

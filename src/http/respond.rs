@@ -69,7 +69,7 @@ pub fn put(
 ) {
     out.extend_from_slice(status.line());
     out.extend_from_slice(b"Date: ");
-    out.extend_from_slice(&super::date::now());
+    out.extend_from_slice(&super::date::current());
     out.extend_from_slice(b"\r\n");
     if !content_type.is_empty() {
         out.extend_from_slice(b"Content-Type: ");
