@@ -563,3 +563,30 @@ fn http_address_taken_or_same_as_listen_is_refused() {
     assert!(!status.success());
     assert!(err.contains("must be different"), "{err}");
 }
+
+/// SIGTERM with a miss in flight: the response still arrives, then the connection closes and
+/// the proxy exits 0.
+#[test]
+fn shutdown_answers_requests_already_read() {
+    let redis = RedisServer::start();
+    let (mut proxy, http) = start(&redis, &["--threads", "1"]);
+    redis.cmd(&["SET", "k", "v"]);
+    let mut c = Http::connect(http);
+    redis.stop();
+    c.send_get("/k");
+    let local = c.stream.local_addr().unwrap().port();
+    let taken = wait_until(Duration::from_secs(5), || {
+        tcp_queues(local, http).unwrap_or_default().0 == 0
+            && tcp_queues(http, local).unwrap_or_default().1 == 0
+    });
+    proxy.signal("TERM");
+    redis.cont();
+    assert!(taken, "the proxy did not read the request");
+    let r = c.read(false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"v"[..]));
+    assert!(c.closed_within(Duration::from_secs(5)));
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("proxy exits");
+    assert!(status.success(), "{status:?}");
+}
