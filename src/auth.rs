@@ -19,7 +19,7 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// Checks `user`/`pass` against --requirepass; only the `default` user exists.
 fn check(shard: &Shard, user: &[u8], pass: &[u8]) -> bool {
-    match &shard.cfg.requirepass {
+    match &shard.live().requirepass {
         Some(p) => same(user, b"default") & same(pass, p.as_bytes()),
         None => same(user, b"default"),
     }
@@ -38,7 +38,7 @@ pub fn auth(shard: &Shard, client: &ClientShared, args: &Args, out: &mut BytesMu
             return;
         }
     };
-    if shard.cfg.requirepass.is_none() && args.len() == 2 {
+    if shard.live().requirepass.is_none() && args.len() == 2 {
         out.extend_from_slice(
             b"-ERR AUTH <password> called without any password configured for the default user. \
               Are you sure your configuration is correct?\r\n",

@@ -33,12 +33,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     let (peer, local) = (addr(stream.peer_addr()), addr(stream.local_addr()));
     let (r, w, sock) = crate::socket::split(stream);
-    let client = Rc::new(ClientShared::new(shard.cfg.client_output_limit));
+    let live = shard.live();
+    let client = Rc::new(ClientShared::new(live.client_output_limit));
     client.set_socket(sock);
-    let registered = crate::registry::register(client.id, peer, local, shard.cfg.redis.db);
+    let registered =
+        crate::registry::register(client.id, shard.id, peer, local, shard.cfg.redis.db);
     client.set_info(registered.0.clone());
     client.last_active.set(shard.now());
-    client.authed.set(shard.cfg.requirepass.is_none());
+    client.authed.set(live.requirepass.is_none());
     let _slot = shard.client_connected(&client);
     let writer = monoio::spawn(write_loop(client.clone(), w));
     let mut session = Session::new(shard.cfg.redis.db);
@@ -103,7 +105,7 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = RequestScanner::new();
     let mut want = 0usize;
-    let max_request = shard.cfg.max_request_bytes;
+    let max_request = shard.live().max_request_bytes;
     // Like redis-server, a client may send a large pipeline before reading any reply; only
     // at half the output limit does the proxy stop reading it (and it drops it if it stays
     // there). The other half absorbs replies already requested from Redis.
@@ -140,6 +142,7 @@ async fn read_loop(
             client.last_active.set(now);
             client.info().touch(now);
             shard.check_swaps();
+            crate::tracking::table::take_mail(shard);
             if shard.cache_on {
                 // An invalidation that reached this shard together with this read must be applied
                 // before any hit is served: let the backend reader, woken by the same batch of
@@ -152,6 +155,7 @@ async fn read_loop(
         loop {
             match scanner.scan(&buf[consumed..]) {
                 Scan::Command { len, .. } if len > max_request => {
+                    too_big(max_request);
                     client.push_local(|o| put_error(o, TOO_BIG));
                     quit = true;
                     break;
@@ -209,6 +213,7 @@ async fn read_loop(
                 Scan::Incomplete { hint } => {
                     // Refuse an oversized command before allocating for it.
                     if hint > max_request || buf.len() - consumed > max_request {
+                        too_big(max_request);
                         client.push_local(|o| put_error(o, TOO_BIG));
                         quit = true;
                     }
@@ -249,6 +254,13 @@ fn flush(shard: &Shard, session: &Session) {
     }
 }
 
+fn too_big(max: usize) {
+    crate::log::limit_hit(
+        "max-request-bytes",
+        format_args!("a request over {max} bytes; client disconnected"),
+    );
+}
+
 /// Waits until the client's backlog allows reading more; false if the client is gone or was
 /// dropped for leaving its replies unread for `STUCK`.
 pub(crate) async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
@@ -266,6 +278,10 @@ pub(crate) async fn wait_for_room(client: &ClientShared, pause_at: usize) -> boo
         // business, and a client that reads slowly is still reading; only output it could be
         // reading, left wholly unread, drops a client.
         if client.has_writable_output() && client.delivered() == delivered {
+            crate::log::limit_hit(
+                "client-output-limit",
+                format_args!("a client left its replies unread for {STUCK:?}; disconnected"),
+            );
             client.disconnect();
             return false;
         }

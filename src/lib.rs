@@ -9,7 +9,9 @@
 //!
 //! # Module map
 //!
-//! - [`config`]: the command line (clap, with `REDIS_PROXY_*` env fallbacks) and its validation.
+//! - [`config`]: the settings: flags, `REDIS_PROXY_*` variables, `--config` TOML file (one
+//!   generic layer over clap's definitions), validation, the effective view, live settings.
+//! - [`reload`]: SIGHUP: re-read the configuration, apply what is live, log what needs a restart.
 //! - [`shard`]: one pinned thread + monoio runtime (io_uring, epoll fallback) per core; owns
 //!   the shard's cache, in-flight fetches and backend connections; shutdown sequence.
 //! - [`listener`]: the shard's SO_REUSEPORT accept loop, shared by RESP and HTTP.
@@ -37,7 +39,8 @@
 //! - [`backend`]: a pipelined connection as a value: handshake (HELLO 3, AUTH, SELECT, CLIENT
 //!   TRACKING), reader/writer tasks, supervision (reconnect, backoff, timeouts); replies go to a
 //!   sink, so it knows nothing of shards, clients or caches.
-//! - [`log`](mod@log): stderr logging.
+//! - [`log`](mod@log): `tracing` to stderr (text or JSON), reloadable filter, rate-limited
+//!   "limit hit" lines.
 //! - [`socket`]: a stream's owned halves, and a handle that shuts it down only while they live.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
@@ -64,7 +67,9 @@ pub mod multi;
 pub mod pool;
 pub mod pubsub;
 pub mod registry;
+pub mod reload;
 pub mod replies;
 pub mod resp;
 pub mod shard;
 pub mod socket;
+pub mod tracking;

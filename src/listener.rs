@@ -46,16 +46,22 @@ pub async fn accept_loop<F, Fut>(
         monoio::select! {
             res = listener.accept() => match res {
                 Ok((stream, _)) => {
+                    shard.refresh_live();
                     let n = shard.connections.fetch_add(1, Ordering::Relaxed);
-                    if n >= shard.cfg.max_clients {
+                    let max = shard.live().max_clients;
+                    if n >= max {
                         shard.connections.fetch_sub(1, Ordering::Relaxed);
+                        crate::log::limit_hit(
+                            "max-clients",
+                            format_args!("{max} clients connected; refusing new ones"),
+                        );
                         monoio::spawn(refuse(stream, refusal));
                     } else {
                         monoio::spawn(serve(shard.clone(), stream));
                     }
                 }
                 Err(e) => {
-                    crate::log!(warn, "shard {}: accept failed: {e}", shard.id);
+                    tracing::warn!("shard {}: accept failed: {e}", shard.id);
                     // EMFILE and friends: back off instead of spinning.
                     monoio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }

@@ -58,6 +58,10 @@ pub struct ClientShared {
     /// request for another one waits until the earlier replies are in: Redis then runs the
     /// client's commands in the order it sent them.
     pub last_conn: Cell<usize>,
+    /// Speaks RESP3, and has subscriptions: how an invalidation redirected to this client
+    /// reaches it (see `tracking`).
+    pub resp3: Cell<bool>,
+    pub pubsub: Cell<bool>,
     /// What CLIENT LIST shows of this client (see `registry`).
     info: std::cell::OnceCell<std::sync::Arc<crate::registry::Info>>,
 }
@@ -86,6 +90,8 @@ impl ClientShared {
             writing: Cell::new(false),
             muted: Cell::new(false),
             last_conn: Cell::new(0),
+            resp3: Cell::new(false),
+            pubsub: Cell::new(false),
             info: std::cell::OnceCell::new(),
         }
     }
@@ -117,7 +123,15 @@ impl ClientShared {
 
     /// A client that stops reading while replies pile up is dropped past the output limit.
     fn check_output_limit(&self, q: &Queue) -> bool {
-        q.ready.len() + q.held > self.output_limit
+        let over = q.ready.len() + q.held > self.output_limit;
+        if over {
+            let limit = self.output_limit;
+            crate::log::limit_hit(
+                "client-output-limit",
+                format_args!("a client's unsent replies passed {limit} bytes; disconnected"),
+            );
+        }
+        over
     }
 
     /// Appends a reply produced now, written by `f`.

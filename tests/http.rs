@@ -597,3 +597,36 @@ fn shutdown_answers_requests_already_read() {
         .expect("proxy exits promptly");
     assert!(status.success(), "{status:?}");
 }
+
+/// The password SIGHUP installs applies to the very next HTTP request, on a connection that
+/// was already open (each request carries its credentials).
+#[test]
+fn sighup_password_rotation_applies_to_the_next_request() {
+    let redis = RedisServer::start();
+    let file = TempFile::new("http-pass.toml", "requirepass = \"first-pw\"\n");
+    let (proxy, http) = start(&redis, &["--threads", "1", "--config", file.path()]);
+    redis.cmd(&["SET", "k", "v"]);
+    let bearer = |c: &mut Http, pw: &str| {
+        c.send(
+            format!("GET /k HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {pw}\r\n\r\n").as_bytes(),
+        );
+        c.read(false).status
+    };
+    let mut c = Http::connect(http);
+    assert_eq!(bearer(&mut c, "first-pw"), 200);
+    file.write("requirepass = \"second-pw\"\n");
+    let before = proxy
+        .log_contents()
+        .matches("requirepass now in effect")
+        .count();
+    proxy.signal("HUP");
+    assert!(wait_until(Duration::from_secs(10), || {
+        proxy
+            .log_contents()
+            .matches("requirepass now in effect")
+            .count()
+            > before
+    }));
+    assert_eq!(bearer(&mut c, "first-pw"), 401);
+    assert_eq!(bearer(&mut c, "second-pw"), 200);
+}

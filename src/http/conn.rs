@@ -35,7 +35,7 @@ type Metas = Rc<RefCell<VecDeque<Meta>>>;
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (mut r, w, sock) = crate::socket::split(stream);
-    let client = Rc::new(ClientShared::new(shard.cfg.client_output_limit));
+    let client = Rc::new(ClientShared::new(shard.live().client_output_limit));
     client.set_socket(sock);
     client.last_active.set(shard.now());
     // Every request carries its own credentials (Bearer); the RESP-level check is moot.
@@ -75,7 +75,8 @@ struct Conn {
 
 impl Conn {
     async fn read_loop(&mut self, r: &mut ReadHalf) {
-        let limit = self.shard.cfg.max_request_bytes;
+        // SIGHUP-changeable settings apply from a connection's start, as for RESP clients.
+        let limit = self.shard.live().max_request_bytes;
         let pause_at = self.client.output_limit() / 2;
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         // Bytes of the head at hand already searched for its end.
@@ -181,7 +182,8 @@ impl Conn {
             let allow: &[&[u8]] = &[b"Allow: GET, HEAD\r\n"];
             return self.local(Status::MethodNotAllowed, shape, allow, b"use GET or HEAD");
         }
-        if let Some(pass) = &self.shard.cfg.requirepass {
+        // Checked against the password as of now: a SIGHUP rotation applies to the next request.
+        if let Some(pass) = &self.shard.live().requirepass {
             if !bearer_ok(req.authorization, pass.as_bytes()) {
                 let challenge: &[&[u8]] = &[b"WWW-Authenticate: Bearer realm=\"redis-proxy\"\r\n"];
                 let msg = b"missing or wrong Authorization: Bearer <password>";
@@ -260,7 +262,7 @@ async fn write_loop(client: Rc<ClientShared>, metas: Metas, mut w: WriteHalf) {
         if !ok {
             // Replies and requests out of step: a bug; end the connection rather than answer
             // a request with another's response.
-            crate::log!(error, "http: replies out of step with requests; closing");
+            tracing::error!("http: replies out of step with requests; closing");
             client.disconnect();
             return;
         }

@@ -201,6 +201,7 @@ pub fn subscribed_mode(shard: &Shard, client: &ClientShared, s: &Session, args: 
 fn show(client: &ClientShared, sub: &Subscriber) {
     let n = |c: Class| sub.len(c) as i64;
     let (ch, pat, sh) = (n(Class::Channel), n(Class::Pattern), n(Class::Shard));
+    client.pubsub.set(ch + pat + sh > 0);
     client.info().update(|d| {
         d.sub = ch;
         d.psub = pat;
