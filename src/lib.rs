@@ -44,8 +44,12 @@
 //! - [`socket`]: a stream's owned halves, and a handle that shuts it down only while they live.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
-//! Deliberately missing: Redis Cluster, pub/sub fan-out (SUBSCRIBE is refused with an error),
-//! CLIENT TRACKING for the proxy's own clients, HTTP writes (the HTTP front-end only reads).
+//! - [`pubsub`]: (P|S)SUBSCRIBE answered by the proxy, one subscription per shard at Redis,
+//!   messages copied to the shard's subscribers; counts in the clients' terms.
+//! - [`tracking`]: CLIENT TRACKING for the proxy's own clients, from what the shard learns of
+//!   writes (its own, and Redis's invalidation pushes); BCAST through a connection of its own.
+//!
+//! Deliberately missing: Redis Cluster, HTTP writes (the HTTP front-end only reads).
 
 pub mod auth;
 pub mod backend;
