@@ -58,7 +58,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 /// still unread (a client pipelining at shutdown) would make the kernel reset the connection
 /// and discard replies not yet delivered: read and drop input until the client closes too,
 /// for a short while at most.
-async fn linger(r: &mut ReadHalf) {
+pub(crate) async fn linger(r: &mut ReadHalf) {
     let deadline = std::time::Instant::now() + LINGER;
     let mut buf = Vec::with_capacity(16 * 1024);
     loop {
@@ -263,7 +263,7 @@ fn too_big(max: usize) {
 
 /// Waits until the client's backlog allows reading more; false if the client is gone or was
 /// dropped for leaving its replies unread for `STUCK`.
-async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
+pub(crate) async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
     // The usual case costs no timer and no syscall.
     if client.backlog_below(pause_at, PENDING_HIGH) {
         return !client.is_dead();
@@ -290,7 +290,7 @@ async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
 
 /// Lets every task that is already ready run once before this one continues. Unlike monoio's
 /// `yield_now` (which requeues the task at the front), waking ourselves requeues at the back.
-async fn yield_to_ready_tasks() {
+pub(crate) async fn yield_to_ready_tasks() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

@@ -55,6 +55,11 @@ pub struct Config {
     #[arg(long, env = "REDIS_PROXY_LISTEN", default_value = "127.0.0.1:6380")]
     pub listen: String,
 
+    /// Also serve cached GETs over HTTP/1.1 on this address (`GET /<key>`, `GET /get?key=<key>`);
+    /// off unless given. One SO_REUSEPORT listener per thread, same cache as RESP clients.
+    #[arg(long, value_name = "ADDR", env = "REDIS_PROXY_HTTP")]
+    pub http: Option<String>,
+
     /// Backing Redis: `host:port` or `redis://[user:password@]host:port[/db]`. Credentials and db
     /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT).
     // Parsed in `prepare`, not by clap: clap's error would echo the value, password included.
@@ -365,6 +370,7 @@ impl Config {
             return Err("--requirepass must not be empty".into());
         }
         self.listen_addr()?;
+        self.http_addr()?;
         Ok(())
     }
 
@@ -381,6 +387,19 @@ impl Config {
             self.requirepass = Some(pass);
         }
         Ok(())
+    }
+
+    /// --http, resolved (`None` when HTTP is off).
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let Some(http) = &self.http else {
+            return Ok(None);
+        };
+        let addr = http
+            .to_socket_addrs()
+            .map_err(|e| format!("invalid --http '{http}': {e}"))?
+            .next()
+            .ok_or_else(|| format!("--http '{http}' resolves to no address"))?;
+        Ok(Some(addr))
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
@@ -415,6 +434,7 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(1));
         assert_eq!(c.invalidation, Invalidation::Tracking);
         assert!(c.threads() >= 1);
+        assert_eq!(c.http_addr(), Ok(None), "HTTP is off by default");
     }
 
     #[test]
@@ -434,6 +454,7 @@ mod tests {
         assert!(parse(&["--expire", "21days"]).is_err());
         assert!(parse(&["--redis-ops-limit", "0"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--http", "nowhere"]).is_err());
         assert!(parse(&["--redis", "ftp://x:1"]).is_err());
         assert!(parse(&["--redis", "localhost"]).is_err());
         assert!(parse(&["--redis", "redis://h:1/x"]).is_err());

@@ -14,7 +14,9 @@
 //! - [`reload`]: SIGHUP: re-read the configuration, apply what is live, log what needs a restart.
 //! - [`shard`]: one pinned thread + monoio runtime (io_uring, epoll fallback) per core; owns
 //!   the shard's cache, in-flight fetches and backend connections; shutdown sequence.
-//! - [`listener`]: the shard's SO_REUSEPORT accept loop.
+//! - [`listener`]: the shard's SO_REUSEPORT accept loop, shared by RESP and HTTP.
+//! - [`http`]: the HTTP/1.1 front-end (`--http`): `GET /<key>` from the same cache, through the
+//!   same dispatch as a RESP `GET`; parse, route and respond in files of their own.
 //! - [`client`]: per-connection reader (scan, dispatch, waits) and writer (ordered replies,
 //!   one write per batch).
 //! - [`dispatch`]: the client's session (protocol, db, transaction, pinned or blocked
@@ -47,7 +49,7 @@
 //! - [`tracking`]: CLIENT TRACKING for the proxy's own clients, from what the shard learns of
 //!   writes (its own, and Redis's invalidation pushes); BCAST through a connection of its own.
 //!
-//! Deliberately missing: Redis Cluster.
+//! Deliberately missing: Redis Cluster, HTTP writes (the HTTP front-end only reads).
 
 pub mod auth;
 pub mod backend;
@@ -61,6 +63,7 @@ pub mod deliver;
 pub mod dispatch;
 pub mod fault;
 pub mod fetch;
+pub mod http;
 pub mod listener;
 pub mod log;
 pub mod monitor;

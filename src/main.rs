@@ -60,6 +60,18 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
             TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         listen = probe.local_addr().map_err(|e| e.to_string())?;
     }
+    // The same for --http.
+    let http = match cfg.http_addr()? {
+        Some(addr) => {
+            let probe =
+                TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            Some(probe.local_addr().map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    if http == Some(listen) {
+        return Err("--http and --listen must be different addresses".into());
+    }
     let threads = cfg.threads();
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -69,9 +81,13 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .map_err(|e| e.to_string())?;
-    if !listen.ip().is_loopback() && cfg.requirepass.is_none() {
+    let exposed = [Some(listen), http]
+        .into_iter()
+        .flatten()
+        .find(|a| !a.ip().is_loopback());
+    if let (Some(addr), None) = (exposed, &cfg.requirepass) {
         warn!(
-            "*** listening on {listen}, which is not a loopback address, WITHOUT --requirepass: \
+            "*** listening on {addr}, which is not a loopback address, WITHOUT --requirepass: \
              anyone who can reach this port can read and write your Redis data. Set \
              --requirepass-file, or bind 127.0.0.1 ***"
         );
@@ -83,6 +99,7 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
     let common = shard::Common {
         cfg: cfg.clone(),
         listen,
+        http,
         redis_addr,
         stop: stop.clone(),
         connections,
@@ -114,6 +131,9 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
         cfg.capacity,
         humantime::format_duration(cfg.expire)
     );
+    if let Some(http) = http {
+        info!("HTTP GETs served on {http}");
+    }
     while !stop.load(Ordering::SeqCst) {
         if hup.swap(false, Ordering::SeqCst) {
             reloader.reload(&board, &stop);

@@ -80,7 +80,8 @@ pub struct Shard {
     epoch: Instant,
     now: Cell<u32>,
     stop: Cell<bool>,
-    stop_waker: Cell<Option<Waker>>,
+    /// One per accept loop (RESP, HTTP) waiting for shutdown.
+    stop_wakers: RefCell<Vec<Waker>>,
     clients: RefCell<Vec<Weak<ClientShared>>>,
     /// Client connections of this shard still being served.
     live: Cell<usize>,
@@ -130,7 +131,7 @@ impl Shard {
             epoch: *crate::registry::EPOCH,
             now: Cell::new(0),
             stop: Cell::new(false),
-            stop_waker: Cell::new(None),
+            stop_wakers: RefCell::new(Vec::new()),
             clients: RefCell::new(Vec::new()),
             live: Cell::new(0),
             connections,
@@ -397,7 +398,10 @@ impl Shard {
             if self.stop.get() {
                 Poll::Ready(())
             } else {
-                self.stop_waker.set(Some(cx.waker().clone()));
+                let mut wakers = self.stop_wakers.borrow_mut();
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
@@ -407,7 +411,7 @@ impl Shard {
     /// Stops accepting and stops every client's reading; replies owed are still written.
     fn begin_stop(&self) {
         self.stop.set(true);
-        if let Some(w) = self.stop_waker.take() {
+        for w in self.stop_wakers.take() {
             w.wake();
         }
         for c in self.clients.borrow().iter().filter_map(Weak::upgrade) {
@@ -508,6 +512,8 @@ impl Drop for ClientSlot<'_> {
 pub struct Common {
     pub cfg: Arc<Config>,
     pub listen: SocketAddr,
+    /// --http, with its port resolved.
+    pub http: Option<SocketAddr>,
     pub redis_addr: SocketAddr,
     /// Set by the signal handler: begin shutdown.
     pub stop: Arc<AtomicBool>,
@@ -585,6 +591,7 @@ async fn run(id: usize, common: Common) {
     let Common {
         cfg,
         listen,
+        http,
         redis_addr,
         stop,
         connections,
@@ -595,6 +602,13 @@ async fn run(id: usize, common: Common) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send(Err(format!("shard {id}: cannot listen on {listen}: {e}")));
+            return;
+        }
+    };
+    let http = match http.map(crate::listener::bind).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot listen for HTTP: {e}")));
             return;
         }
     };
@@ -614,7 +628,17 @@ async fn run(id: usize, common: Common) {
             }
         });
     }
-    crate::listener::accept_loop(shard.clone(), listener).await;
+    if let Some(l) = http {
+        let refusal = crate::http::respond::REFUSAL;
+        monoio::spawn(crate::listener::accept_loop(
+            shard.clone(),
+            l,
+            refusal,
+            crate::http::serve,
+        ));
+    }
+    let refusal = crate::listener::RESP_REFUSAL;
+    crate::listener::accept_loop(shard.clone(), listener, refusal, crate::client::serve).await;
     // Stopped accepting and reading; let every client get the replies it is owed and close,
     // then return, which drops every task. A client that reads nothing is cut at the deadline.
     let deadline = Instant::now() + GRACE;
