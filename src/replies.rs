@@ -145,6 +145,7 @@ impl ClientShared {
 
     /// Appends what redis-server sends even under CLIENT REPLY OFF/SKIP: pub/sub confirmations
     /// and messages, tracking invalidations.
+    #[inline]
     pub fn push_always(&self, f: impl FnOnce(&mut BytesMut)) {
         let mut q = self.q.borrow_mut();
         if q.dead {
