@@ -2,6 +2,7 @@
 //! the writer task sends replies in order, one write per batch.
 
 use crate::dispatch::{dispatch, Flow, Session};
+use crate::observe::stats::{self, Class};
 use crate::replies::ClientShared;
 use crate::resp::request::{RequestScanner, Scan, MAX_BULK};
 use crate::resp::write::put_error;
@@ -111,6 +112,7 @@ async fn read_loop(
     // Bytes read while waiting for replies (see `Flow::Drain`), scanned after the current batch.
     let mut early = BytesMut::new();
     let mut unscanned = false;
+    let mut batch_start = 0;
     loop {
         if !wait_for_room(client, pause_at).await {
             return;
@@ -137,6 +139,7 @@ async fn read_loop(
                 Ok(_) => {}
             }
             let now = shard.update_clock();
+            batch_start = crate::observe::clock::last_us();
             client.last_active.set(now);
             client.info().touch(now);
             shard.check_swaps();
@@ -152,6 +155,7 @@ async fn read_loop(
         loop {
             match scanner.scan(&buf[consumed..]) {
                 Scan::Command { len, .. } if len > max_request => {
+                    stats::count(Class::Error);
                     client.push_local(|o| put_error(o, TOO_BIG));
                     quit = true;
                     break;
@@ -209,6 +213,7 @@ async fn read_loop(
                 Scan::Incomplete { hint } => {
                     // Refuse an oversized command before allocating for it.
                     if hint > max_request || buf.len() - consumed > max_request {
+                        stats::count(Class::Error);
                         client.push_local(|o| put_error(o, TOO_BIG));
                         quit = true;
                     }
@@ -216,6 +221,7 @@ async fn read_loop(
                     break;
                 }
                 Scan::Error(e) => {
+                    stats::count(Class::Error);
                     client.push_local(|o| {
                         put_error(o, format!("ERR Protocol error: {}", e.0).as_bytes())
                     });
@@ -230,6 +236,7 @@ async fn read_loop(
             early.clear();
             unscanned = true;
         }
+        stats::end_batch(&shard.stats, batch_start);
         flush(shard, session);
         client.wake_writer();
         if quit {

@@ -7,6 +7,7 @@ use crate::command::{classify, script_keys, write_keys, Keys, Kind};
 use crate::deliver::Waiter;
 use crate::fetch::Join;
 use crate::multi::{Multi, Writes};
+use crate::observe::stats::{self, Class};
 use crate::pool::Dedicated;
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
@@ -119,7 +120,12 @@ pub fn dispatch(
 ) -> Flow {
     // A CLIENT REPLY SKIP before this command: its reply is dropped, then replies resume.
     let skip = std::mem::take(&mut s.skip_next);
+    let pending = client.backlog().1;
     let flow = dispatch_muted(shard, client, s, args, raw);
+    match flow {
+        Flow::Wait(..) | Flow::Drain => stats::unmark(), // dispatched again
+        _ => stats::dispatched(|| client.backlog().1 > pending),
+    }
     if skip {
         if matches!(flow, Flow::Wait(..) | Flow::Drain) {
             s.skip_next = true; // dispatched again
@@ -139,6 +145,7 @@ fn dispatch_muted(
 ) -> Flow {
     let class = classify(&args);
     if !client.authed.get() && !matches!(class.kind, Kind::Auth | Kind::Hello | Kind::Quit) {
+        stats::mark(Class::Error);
         client.push_local(|o| o.extend_from_slice(b"-NOAUTH Authentication required.\r\n"));
         return Flow::Next;
     }
@@ -332,6 +339,7 @@ fn dispatch_muted(
             Flow::Next
         }
         Kind::Blocking => crate::blocking::blocking(shard, client, s, args, raw, class.shape),
+        Kind::Info => crate::observe::info::info(shard, client, s, args, raw),
         // They must reach Redis while the shared connection waits behind the script.
         Kind::Read if is_script_kill(&args) => {
             let oob = shard.oob();
@@ -428,12 +436,14 @@ fn is_script_kill(args: &Args) -> bool {
 }
 
 fn refuse(client: &ClientShared, args: &Args, why: &str) {
+    stats::mark(Class::Refused);
     let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
     let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
     client.push_local(|o| put_error(o, msg.as_bytes()));
 }
 
 pub(crate) fn arity(client: &ClientShared, name: &str) -> Flow {
+    stats::mark(Class::Error);
     let msg = format!("ERR wrong number of arguments for '{name}' command");
     client.push_local(|o| put_error(o, msg.as_bytes()));
     Flow::Next
@@ -450,6 +460,7 @@ pub(crate) fn not_admitted(
         Admit::Yes => None,
         Admit::Full => Some(Flow::Wait(conn.clone(), n)),
         Admit::Down => {
+            stats::mark(Class::Error);
             client.push_local(|o| conn.put_down_error(o));
             Some(Flow::Next)
         }
@@ -547,9 +558,11 @@ fn get(
     let (proto, db) = (s.proto, s.db as u8);
     let key = args.get(1);
     if let Some(reply) = shard.cache.borrow_mut().get_in(db, key, shard.now()) {
+        stats::mark(Class::Hit);
         client.push_local(|o| put_cached(o, reply, proto));
         return Flow::Next;
     }
+    stats::mark(Class::Miss);
     match shard
         .inflight
         .borrow_mut()
@@ -591,9 +604,11 @@ fn mget(
     let mut cache = shard.cache.borrow_mut();
     if !args.iter().skip(1).all(|k| cache.contains(db, k, now)) {
         drop(cache);
+        stats::mark(Class::Miss);
         let conn = &shard.conn_for(s.db);
         return forward_on(conn, client, args, raw, Shape::Plain, proto);
     }
+    stats::mark(Class::Hit);
     client.push_local(|o| {
         put_header(o, b'*', args.len() as i64 - 1);
         for key in args.iter().skip(1) {

@@ -36,6 +36,8 @@
 //!   TRACKING), reader/writer tasks, supervision (reconnect, backoff, timeouts); replies go to a
 //!   sink, so it knows nothing of shards, clients or caches.
 //! - [`log`](mod@log): stderr logging.
+//! - [`observe`]: per-shard counters summed when read; `--admin` HTTP endpoint (/metrics,
+//!   /healthz, /readyz) on its own thread; INFO's `# Proxy` section.
 //! - [`socket`]: a stream's owned halves, and a handle that shuts it down only while they live.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
@@ -58,6 +60,7 @@ pub mod listener;
 pub mod log;
 pub mod monitor;
 pub mod multi;
+pub mod observe;
 pub mod pool;
 pub mod registry;
 pub mod replies;

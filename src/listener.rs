@@ -35,8 +35,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     let n = shard.connections.fetch_add(1, Ordering::Relaxed);
                     if n >= shard.cfg.max_clients {
                         shard.connections.fetch_sub(1, Ordering::Relaxed);
+                        shard.stats.rejected_max_clients.add(1);
                         monoio::spawn(refuse(stream));
                     } else {
+                        shard.stats.accepted.add(1);
                         monoio::spawn(crate::client::serve(shard.clone(), stream));
                     }
                 }

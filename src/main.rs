@@ -86,6 +86,20 @@ fn run(cfg: Config) -> Result<(), String> {
             Err(_) => return Err("a shard exited during start-up".into()),
         }
     }
+    redis_proxy::observe::stats::set_process(redis_proxy::observe::stats::Process {
+        shards: threads,
+        driver,
+    });
+    if let Some(addr) = cfg.admin {
+        let bound = redis_proxy::observe::admin::start(addr).map_err(|e| {
+            stop.store(true, Ordering::SeqCst);
+            format!("cannot serve --admin on {addr}: {e}")
+        })?;
+        log!(
+            info,
+            "admin endpoint on http://{bound} (/metrics, /healthz, /readyz)"
+        );
+    }
     log!(
         info,
         "redis-proxy {} listening on {listen}, {threads} shard(s) on {driver}, Redis at {}, cache {} keys, expire {}",

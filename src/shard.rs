@@ -10,6 +10,7 @@ use crate::config::Invalidation;
 use crate::deliver::Waiter;
 use crate::fetch::Inflight;
 use crate::multi::CommandTable;
+use crate::observe::stats::{ShardStats, Source};
 use crate::pool::Pool;
 use crate::replies::ClientShared;
 use std::cell::{Cell, RefCell};
@@ -71,6 +72,8 @@ pub struct Shard {
     /// Client connections across all shards, for --max-clients. Touched on connect and
     /// disconnect only, never per request.
     pub connections: Arc<AtomicUsize>,
+    /// This shard's counters, read by the admin thread and INFO.
+    pub stats: Arc<ShardStats>,
 }
 
 impl Shard {
@@ -85,6 +88,8 @@ impl Shard {
         let mut params = Self::params_for(&cfg, redis_addr, cfg.redis.db, tracking);
         params.commands = true;
         params.label = format!("shard {id}");
+        let shared = Rc::new(Conn::new(params, cfg.redis_ops_limit));
+        shared.timed.set(true);
         Shard {
             id,
             redis_addr,
@@ -92,7 +97,7 @@ impl Shard {
             cache_on: capacity > 0,
             expire_ms: cfg.expire.as_millis().min(u32::MAX as u128 / 2) as u32,
             inflight: RefCell::new(Inflight::default()),
-            shared: Rc::new(Conn::new(params, cfg.redis_ops_limit)),
+            shared,
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
             commands: RefCell::new(None),
             other_dbs: RefCell::new(Vec::new()),
@@ -107,6 +112,7 @@ impl Shard {
             clients: RefCell::new(Vec::new()),
             live: Cell::new(0),
             connections,
+            stats: crate::observe::stats::register(id),
             cfg,
         }
     }
@@ -155,7 +161,9 @@ impl Shard {
     /// Called once per batch of client input and per tick, not per request.
     #[inline]
     pub fn update_clock(&self) -> u32 {
-        let ms = self.epoch.elapsed().as_millis() as u32; // wraps, by design
+        let elapsed = self.epoch.elapsed();
+        crate::observe::clock::set(elapsed);
+        let ms = elapsed.as_millis() as u32; // wraps, by design
         self.now.set(ms);
         ms
     }
@@ -163,22 +171,42 @@ impl Shard {
     /// A write (or an invalidation push) touched `key`.
     #[inline]
     pub fn invalidate(&self, key: &[u8]) {
-        self.cache.borrow_mut().remove(key);
+        self.invalidate_from(key, Source::Write);
+    }
+
+    /// Redis's invalidation push named `key`.
+    #[inline]
+    pub fn invalidate_pushed(&self, key: &[u8]) {
+        self.invalidate_from(key, Source::Push);
+    }
+
+    #[inline]
+    fn invalidate_from(&self, key: &[u8], source: Source) {
+        if self.cache.borrow_mut().remove(key) {
+            self.stats.invalidated(source, 1);
+        }
         self.inflight.borrow_mut().poison(key);
     }
 
     pub fn flush_cache(&self) {
-        self.cache.borrow_mut().clear();
+        let mut cache = self.cache.borrow_mut();
+        self.stats.invalidated(Source::Flush, cache.len() as u64);
+        cache.clear();
         self.inflight.borrow_mut().poison_all();
     }
 
     /// FLUSHDB: that db's entries go (Redis then tells every tracking connection to drop
     /// everything, so the rest usually follows).
     pub fn flush_db(&self, db: u32) {
+        let mut cache = self.cache.borrow_mut();
+        let before = cache.len();
         match u8::try_from(db) {
-            Ok(db) => self.cache.borrow_mut().clear_db(db),
-            Err(_) => self.cache.borrow_mut().clear(),
+            Ok(db) => cache.clear_db(db),
+            Err(_) => cache.clear(),
         }
+        self.stats
+            .invalidated(Source::Flush, (before - cache.len()) as u64);
+        drop(cache);
         self.inflight.borrow_mut().poison_all();
     }
 
@@ -214,6 +242,7 @@ impl Shard {
             self.params(db, tracking, label),
             self.cfg.redis_ops_limit,
         ));
+        conn.timed.set(true);
         self.other_dbs.borrow_mut().push(conn.clone());
         monoio::spawn(supervise(conn.clone(), self.clone()));
         conn
@@ -309,6 +338,7 @@ impl Shard {
     pub fn client_connected(&self, c: &Rc<ClientShared>) -> ClientSlot<'_> {
         self.clients.borrow_mut().push(Rc::downgrade(c));
         self.live.set(self.live.get() + 1);
+        self.stats.connections.set(self.live.get() as u64);
         ClientSlot(self)
     }
 
@@ -413,6 +443,50 @@ impl Shard {
         if clients.len() > 64 {
             clients.retain(|c| c.strong_count() > 0);
         }
+        drop(clients);
+        self.publish_stats();
+    }
+
+    /// Gauges and the backend's own counters, into the block readers see (once per tick).
+    fn publish_stats(&self) {
+        let s = &self.stats;
+        let counts = {
+            let cache = self.cache.borrow();
+            s.cache_entries.set(cache.len() as u64);
+            cache.counts()
+        };
+        s.cache_bytes.set(counts.bytes as u64);
+        s.evictions.set(counts.evictions);
+        s.expirations.set(counts.expirations);
+        s.pinned.set(self.pool.in_use() as u64);
+        // Long-lived connections only: a dedicated one's counts would vanish with it.
+        let (mut reconnects, mut timeouts, mut in_flight) = (0, 0, 0);
+        let mut each = |c: &Conn<Waiter>| {
+            let st = c.st.borrow();
+            reconnects += st.reconnects;
+            timeouts += st.timeouts;
+            in_flight += st.waiters.len() as u64;
+        };
+        each(&self.shared);
+        self.other_dbs.borrow().iter().for_each(|c| each(c));
+        for c in [&self.scripts, &self.oob] {
+            c.borrow().iter().for_each(|c| each(c));
+        }
+        self.pool.each(|c| in_flight += c.in_flight() as u64);
+        s.reconnects.set(reconnects);
+        s.timeouts.set(timeouts);
+        s.in_flight.set(in_flight);
+        let st = self.shared.st.borrow();
+        let up = st.status == Status::Up;
+        if (s.backend_up.get() == 1) != up || !up {
+            let mut why = s.backend_error.lock().unwrap_or_else(|e| e.into_inner());
+            if up {
+                why.clear();
+            } else if *why != st.last_error {
+                why.clone_from(&st.last_error);
+            }
+        }
+        s.backend_up.set(up as u64);
     }
 }
 
@@ -421,6 +495,7 @@ pub struct ClientSlot<'a>(&'a Shard);
 impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
         self.0.live.set(self.0.live.get() - 1);
+        self.0.stats.connections.set(self.0.live.get() as u64);
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }

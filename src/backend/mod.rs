@@ -116,6 +116,49 @@ pub struct State<W> {
     /// A probe (PING on another connection) is finding out why no reply comes: no timeout
     /// meanwhile; the probe's own connection times out if Redis is frozen.
     pub probing: bool,
+    /// Reconnections after the first connect, and resets for --backend-timeout (metrics).
+    pub reconnects: u64,
+    pub timeouts: u64,
+    /// When the requests in flight were queued, for round-trip metrics (timed connections).
+    pub timing: Timing,
+}
+
+/// Runs of requests queued at the same instant: `(end, us)` covers the requests numbered
+/// below `end` since the last reset, queued at `us` (the shard's batch clock).
+#[derive(Default)]
+pub struct Timing {
+    runs: VecDeque<(u64, u64)>,
+    /// Replies read since the last reset (or the connection's failure).
+    answered: u64,
+}
+
+impl Timing {
+    /// Every request queued so far and not yet marked was queued at `us`.
+    fn mark(&mut self, in_flight: usize, us: u64) {
+        let end = self.answered + in_flight as u64;
+        if self.runs.back().is_none_or(|&(e, _)| e < end) {
+            self.runs.push_back((end, us));
+        }
+    }
+
+    /// The reply to the oldest request was read at `now_us`: how long it took.
+    pub fn answered(&mut self, now_us: u64) -> Option<u64> {
+        let i = self.answered;
+        self.answered += 1;
+        while let Some(&(end, us)) = self.runs.front() {
+            if i < end {
+                return Some(now_us.saturating_sub(us));
+            }
+            self.runs.pop_front();
+        }
+        None
+    }
+
+    /// Every waiter was failed: numbering starts again.
+    pub fn reset(&mut self) {
+        self.runs.clear();
+        self.answered = 0;
+    }
 }
 
 pub struct Conn<W> {
@@ -127,6 +170,8 @@ pub struct Conn<W> {
     space: RefCell<Vec<Waker>>,
     limit: usize,
     pub params: Params,
+    /// Round trips are measured (the shard's shared connections).
+    pub timed: Cell<bool>,
 }
 
 impl<W> Conn<W> {
@@ -144,7 +189,11 @@ impl<W> Conn<W> {
                 blocking: None,
                 busy: None,
                 probing: false,
+                reconnects: 0,
+                timeouts: 0,
+                timing: Timing::default(),
             }),
+            timed: Cell::new(false),
             redis_id: Default::default(),
             writer: Cell::new(None),
             space: RefCell::new(Vec::new()),
@@ -212,6 +261,11 @@ impl<W> Conn<W> {
     /// Lets the writer task send what is queued (call once per batch of requests).
     #[inline]
     pub fn flush(&self) {
+        if self.timed.get() {
+            let mut st = self.st.borrow_mut();
+            let n = st.waiters.len();
+            st.timing.mark(n, crate::observe::clock::last_us());
+        }
         if let Some(w) = self.writer.take() {
             w.wake();
         }
