@@ -120,11 +120,10 @@ pub fn dispatch(
 ) -> Flow {
     // A CLIENT REPLY SKIP before this command: its reply is dropped, then replies resume.
     let skip = std::mem::take(&mut s.skip_next);
-    let pending = client.backlog().1;
+    stats::unmark();
     let flow = dispatch_muted(shard, client, s, args, raw);
-    match flow {
-        Flow::Wait(..) | Flow::Drain => stats::unmark(), // dispatched again
-        _ => stats::dispatched(|| client.backlog().1 > pending),
+    if !matches!(flow, Flow::Wait(..) | Flow::Drain) {
+        stats::dispatched(); // else it is dispatched again
     }
     if skip {
         if matches!(flow, Flow::Wait(..) | Flow::Drain) {

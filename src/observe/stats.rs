@@ -223,24 +223,27 @@ pub fn mark(class: Class) {
     MARK.with(|m| m.set(Some(class)));
 }
 
-/// Forgets a mark left by a dispatch that will run again (it waited for room).
+/// A request went to a backend connection: forwarded, unless a dispatch site said otherwise
+/// (a miss's GET and PTTL).
+#[inline]
+pub fn queued() {
+    MARK.with(|m| {
+        if m.get().is_none() {
+            m.set(Some(Class::Forwarded))
+        }
+    });
+}
+
+/// Forgets any mark: before a dispatch, and after one that will run again (it waited).
 #[inline]
 pub fn unmark() {
     MARK.with(|m| m.set(None));
 }
 
-/// A request was dispatched: counts it under its mark, or as forwarded if it queued a
-/// reply from Redis, else as local.
+/// A request was dispatched: counts it under its mark, else as answered locally.
 #[inline]
-pub fn dispatched(queued: impl FnOnce() -> bool) {
-    let class = MARK.with(|m| m.take()).unwrap_or_else(|| {
-        if queued() {
-            Class::Forwarded
-        } else {
-            Class::Local
-        }
-    });
-    count(class);
+pub fn dispatched() {
+    count(MARK.with(|m| m.take()).unwrap_or(Class::Local));
 }
 
 /// Counts one request of `class` in the current batch.
@@ -303,9 +306,11 @@ mod tests {
     fn batch_tally_goes_to_the_block() {
         let s = ShardStats::default();
         mark(Class::Hit);
-        dispatched(|| false);
-        dispatched(|| true);
-        dispatched(|| false);
+        queued(); // a hit queues nothing, but the first mark stays
+        dispatched();
+        queued();
+        dispatched();
+        dispatched();
         end_batch(&s, super::super::clock::refresh());
         assert_eq!(s.requests[Class::Hit as usize].get(), 1);
         assert_eq!(s.requests[Class::Forwarded as usize].get(), 1);
