@@ -5,6 +5,7 @@
 //! Commands missing from the table are treated as writes of all their arguments: an unknown
 //! (e.g. module) command can then cost a cache entry, but never serve a stale one.
 
+use crate::pubsub::Class as PubSub;
 use crate::resp::convert::Shape;
 use crate::resp::request::Args;
 
@@ -59,6 +60,10 @@ pub enum Kind {
     Monitor,
     /// INFO: Redis's sections plus the proxy's own (`observe/info.rs`).
     Info,
+    /// (P|S)SUBSCRIBE: answered by the proxy, which subscribes at Redis once per shard.
+    Subscribe(crate::pubsub::Class),
+    /// (P|S)UNSUBSCRIBE.
+    Unsubscribe(crate::pubsub::Class),
     /// Holds per-connection server state: cannot share the pipelined backend connection.
     Refused(&'static str),
 }
@@ -219,8 +224,13 @@ fn table(name: &[u8]) -> Kind {
         b"CLIENT" => Kind::Client,
         b"RESET" => Kind::Reset,
         b"READONLY" | b"READWRITE" | b"ASKING" => Kind::Refused(STATE),
-        b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
-        | b"SUNSUBSCRIBE" | b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
+        b"SUBSCRIBE" => Kind::Subscribe(PubSub::Channel),
+        b"PSUBSCRIBE" => Kind::Subscribe(PubSub::Pattern),
+        b"SSUBSCRIBE" => Kind::Subscribe(PubSub::Shard),
+        b"UNSUBSCRIBE" => Kind::Unsubscribe(PubSub::Channel),
+        b"PUNSUBSCRIBE" => Kind::Unsubscribe(PubSub::Pattern),
+        b"SUNSUBSCRIBE" => Kind::Unsubscribe(PubSub::Shard),
+        b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Refused(STATE),
         b"MONITOR" => Kind::Monitor,
         b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
         | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Kind::Blocking,
@@ -386,7 +396,7 @@ mod tests {
 
     #[test]
     fn stateful_commands_are_refused() {
-        for c in ["subscribe c", "psync", "readonly"] {
+        for c in ["sync", "psync", "readonly"] {
             assert!(matches!(class(c).kind, Kind::Refused(_)), "{c}");
         }
         for c in [

@@ -41,6 +41,14 @@ pub enum Waiter {
     /// A PING on the out-of-band connection asking why the scripts connection gets no reply:
     /// `-BUSY` means a script holds it and Redis is alive.
     Probe(Rc<crate::backend::Conn<Waiter>>),
+    /// A reply that counts subscribers (PUBLISH, PUBSUB NUMSUB), corrected for the proxy's
+    /// own subscribers before it is relayed.
+    Counted {
+        client: Rc<ClientShared>,
+        seq: u64,
+        proto: Proto,
+        fix: crate::pubsub::counts::Fix,
+    },
     /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
     Ignore,
     /// INFO: Redis's reply with the proxy's section appended.
@@ -56,9 +64,10 @@ impl Sink<Waiter> for Shard {
         if let Some(us) = crate::observe::stats::take_reply_age() {
             self.stats.rtt.observe(us, 1);
             match &w {
-                Waiter::Reply { .. } | Waiter::Exec(_) | Waiter::Info { .. } => {
-                    self.stats.replied(Class::Forwarded, us, 1)
-                }
+                Waiter::Reply { .. }
+                | Waiter::Exec(_)
+                | Waiter::Info { .. }
+                | Waiter::Counted { .. } => self.stats.replied(Class::Forwarded, us, 1),
                 Waiter::Get(f) => {
                     self.stats
                         .replied(Class::Miss, us, f.borrow().waiters.len() as u64)
@@ -98,6 +107,15 @@ impl Sink<Waiter> for Shard {
             Waiter::Info { client, seq, proto } => client.complete(seq, |out| {
                 crate::observe::info::on_reply(frame, info, resp3, proto, out)
             }),
+            Waiter::Counted {
+                client,
+                seq,
+                proto,
+                fix,
+            } => client.complete(seq, |out| match crate::pubsub::counts::apply(&fix, frame) {
+                Some(fixed) => out.extend_from_slice(&fixed),
+                None => relay(frame, info, Shape::Plain, resp3, proto, out),
+            }),
             Waiter::Ignore => {}
         }
     }
@@ -123,7 +141,9 @@ impl Sink<Waiter> for Shard {
 
     fn fail(&self, w: Waiter, msg: &str) {
         match w {
-            Waiter::Reply { client, seq, .. } | Waiter::Info { client, seq, .. } => {
+            Waiter::Reply { client, seq, .. }
+            | Waiter::Counted { client, seq, .. }
+            | Waiter::Info { client, seq, .. } => {
                 client.complete(seq, |out| put_error(out, msg.as_bytes()))
             }
             Waiter::Blocking {

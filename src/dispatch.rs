@@ -39,6 +39,8 @@ pub struct Session {
     pub monitor: Option<crate::monitor::Monitor>,
     /// The command being dispatched is the last one the client has sent so far.
     pub batch_end: bool,
+    /// Its subscriptions (see `pubsub`).
+    pub sub: Option<Rc<crate::pubsub::hub::Subscriber>>,
 }
 
 impl Session {
@@ -54,6 +56,7 @@ impl Session {
             skip_next: false,
             monitor: None,
             batch_end: false,
+            sub: None,
         }
     }
 
@@ -67,6 +70,7 @@ impl Session {
         self.proto = Proto::Resp2;
         self.skip_next = false;
         self.stop_monitor();
+        crate::pubsub::session::leave_all(shard, self);
     }
 
     fn stop_monitor(&mut self) {
@@ -83,9 +87,19 @@ impl Session {
         }
     }
 
+    /// The client is in subscriber mode (for the metrics).
+    #[inline]
+    fn subscribed(&self) -> bool {
+        self.sub.as_ref().is_some_and(|sub| sub.total() > 0)
+    }
+
     /// The client left: its dedicated connections go back clean, or are closed.
     pub fn end(&mut self, shard: &Shard) {
+        if self.subscribed() {
+            shard.stats.subscriber_changed(false);
+        }
         self.stop_monitor();
+        crate::pubsub::session::leave_all(shard, self);
         let clean = !self.watching && self.multi.is_none();
         self.unpin(shard, clean);
         if let Some(c) = self.blocked.take() {
@@ -121,9 +135,13 @@ pub fn dispatch(
     // A CLIENT REPLY SKIP before this command: its reply is dropped, then replies resume.
     let skip = std::mem::take(&mut s.skip_next);
     stats::unmark();
+    let was_subscribed = s.subscribed();
     let flow = dispatch_muted(shard, client, s, args, raw);
     if !matches!(flow, Flow::Wait(..) | Flow::Drain) {
         stats::dispatched(); // else it is dispatched again
+    }
+    if s.subscribed() != was_subscribed {
+        shard.stats.subscriber_changed(!was_subscribed);
     }
     if skip {
         if matches!(flow, Flow::Wait(..) | Flow::Drain) {
@@ -150,6 +168,9 @@ fn dispatch_muted(
     }
     #[cfg(debug_assertions)]
     crate::fault::maybe_panic(&args);
+    if s.sub.is_some() && crate::pubsub::session::subscribed_mode(shard, client, s, &args) {
+        return Flow::Next;
+    }
     if s.multi.is_some() {
         return crate::multi::in_multi(shard, client, s, args, raw, class.kind, class.shape);
     }
@@ -174,7 +195,12 @@ fn dispatch_muted(
             client.push_local(|o| crate::auth::hello(shard, client, s, &args, o));
             let resp = if s.proto == Proto::Resp3 { 3 } else { 2 };
             client.info().update(|d| d.resp = resp);
+            crate::pubsub::session::set_proto(s);
             return Flow::Next;
+        }
+        Kind::Subscribe(c) => return crate::pubsub::session::subscribe(shard, client, s, c, &args),
+        Kind::Unsubscribe(c) => {
+            return crate::pubsub::session::unsubscribe(shard, client, s, c, &args)
         }
         Kind::Client => return crate::client_cmd::client(shard, client, s, args, raw),
         Kind::Reset => {
@@ -352,6 +378,25 @@ fn dispatch_muted(
             let sc = shard.script_conn();
             forward_on(&sc, client, args, raw, class.shape, proto)
         }
+        Kind::Read => match crate::pubsub::counts::fix_for(&args) {
+            Some(fix) => {
+                if let Some(flow) =
+                    switching(conn, client).or_else(|| not_admitted(conn, client, 1))
+                {
+                    return flow;
+                }
+                let seq = client.push_pending();
+                let w = Waiter::Counted {
+                    client: client.clone(),
+                    seq,
+                    proto,
+                    fix,
+                };
+                conn.send_request(raw, &args, w);
+                Flow::Next
+            }
+            None => forward_on(conn, client, args, raw, class.shape, proto),
+        },
         _ => forward_on(conn, client, args, raw, class.shape, proto),
     }
 }
@@ -499,7 +544,12 @@ pub fn forward_shared(
 /// `conn`: they must be answered first, or Redis could run the new one before them.
 #[inline]
 pub(crate) fn switching(conn: &Rc<Conn<Waiter>>, client: &ClientShared) -> Option<Flow> {
-    let at = Rc::as_ptr(conn) as usize;
+    switching_at(Rc::as_ptr(conn) as usize, client)
+}
+
+/// `switching` for a connection named by its address.
+#[inline]
+pub(crate) fn switching_at(at: usize, client: &ClientShared) -> Option<Flow> {
     if client.last_conn.get() != at {
         if client.backlog().1 > 0 {
             return Some(Flow::Drain);

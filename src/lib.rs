@@ -62,6 +62,7 @@ pub mod monitor;
 pub mod multi;
 pub mod observe;
 pub mod pool;
+pub mod pubsub;
 pub mod registry;
 pub mod replies;
 pub mod resp;

@@ -209,6 +209,8 @@ pub fn in_multi(
         | Kind::Auth
         | Kind::Hello
         | Kind::Client
+        | Kind::Subscribe(_)
+        | Kind::Unsubscribe(_)
         | Kind::Monitor => {
             m.dirty = true;
             let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
@@ -364,6 +366,18 @@ impl CommandTable {
     /// Redis refuses this command inside MULTI ("Command not allowed inside a transaction").
     pub fn no_multi(&self, args: &Args) -> bool {
         self.no_multi.contains(&args.get(0).to_ascii_lowercase())
+    }
+
+    /// The name Redis gives a command in errors (`client|id` for a subcommand), if it has it.
+    pub fn full_name(&self, args: &Args) -> Option<String> {
+        let name = args.get(0).to_ascii_lowercase();
+        let &(_, subs) = self.commands.get(&name)?;
+        let mut full = name;
+        if subs && args.len() >= 2 {
+            full.push(b'|');
+            full.extend(args.get(1).to_ascii_lowercase());
+        }
+        Some(String::from_utf8_lossy(&full).into_owned())
     }
 
     /// redis-server's queue-time check of a command's name and arity: the error line, or

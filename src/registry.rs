@@ -24,6 +24,13 @@ pub struct Details {
     pub multi: i64,
     pub no_evict: bool,
     pub no_touch: bool,
+    /// Channel, pattern and shard channel subscriptions.
+    pub sub: i64,
+    pub psub: i64,
+    pub ssub: i64,
+    /// CLIENT TRACKING's redirect target (-1: none), and whether tracking is on.
+    pub redir: i64,
+    pub tracking: bool,
 }
 
 pub struct Info {
@@ -90,20 +97,30 @@ impl Info {
         if d.no_touch {
             flags.push('T');
         }
+        if d.sub + d.psub + d.ssub > 0 {
+            flags.push('P');
+        }
+        if d.tracking {
+            flags.push('t');
+        }
         if flags.is_empty() {
             flags.push('N');
         }
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={idle} flags={flags} db={} sub=0 \
-             psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
-             oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={idle} flags={flags} db={} sub={} \
+             psub={} ssub={} multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
+             oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir={} resp={}",
             self.id,
             self.addr,
             self.laddr,
             String::from_utf8_lossy(&d.name),
             self.created.elapsed().as_secs(),
             d.db,
+            d.sub,
+            d.psub,
+            d.ssub,
             d.multi,
+            if d.tracking { d.redir } else { -1 },
             d.resp,
         )
     }

@@ -50,6 +50,8 @@ pub struct Shard {
     pub shared: Rc<Conn<Waiter>>,
     /// Dedicated connections, for clients that hold server state or block.
     pub pool: Pool,
+    /// Subscriptions at Redis and the clients listening.
+    pub pubsub: crate::pubsub::hub::Hub,
     /// Redis's commands, for MULTI's queue-time checks (once the shared connection got it).
     commands: RefCell<Option<Rc<CommandTable>>>,
     /// Shared connections to the other dbs clients SELECTed, opened on first use.
@@ -99,6 +101,7 @@ impl Shard {
             inflight: RefCell::new(Inflight::default()),
             shared,
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
+            pubsub: Default::default(),
             commands: RefCell::new(None),
             other_dbs: RefCell::new(Vec::new()),
             oob: RefCell::new(None),

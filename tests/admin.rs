@@ -183,7 +183,7 @@ fn counters_move_with_traffic() {
     scraper.wait_for("redis_proxy_cache_entries{}", 1.0);
     assert_eq!(c.cmd(&["GET", "k"]), Reply::bulk("v")); // hit
     assert_eq!(c.cmd(&["PING"]), Reply::pong()); // local
-    assert!(c.cmd(&["SUBSCRIBE", "ch"]).is_error()); // refused
+    assert!(c.cmd(&["READONLY"]).is_error()); // refused
     assert!(c.cmd(&["MULTI", "x"]).is_error()); // error (arity, answered by the proxy)
     let after = scraper.scrape();
     for (class, n) in [
@@ -219,7 +219,16 @@ fn counters_move_with_traffic() {
     assert_eq!(delta(&scraper.scrape(), &inv("flush")), 2.0);
     scraper.wait_for("redis_proxy_cache_entries{}", 0.0);
 
-    // Connections: a second client is accepted, a third refused (--max-clients 2).
+    // A subscriber, until it leaves.
+    let mut sub = Raw::connect(proxy.port());
+    sub.send_cmd(&["SUBSCRIBE", "ch"]);
+    assert!(matches!(sub.read_reply(), Reply::Array(_)));
+    scraper.wait_for("redis_proxy_subscriber_connections{}", 1.0);
+    drop(sub);
+    scraper.wait_for("redis_proxy_subscriber_connections{}", 0.0);
+
+    // Connections: a second client is accepted, a third refused (--max-clients 2); with the
+    // subscriber, three were accepted.
     let _second = proxy.connect();
     scraper.wait_for("redis_proxy_client_connections{}", 2.0);
     let mut third = Raw::connect(proxy.port());
@@ -231,7 +240,7 @@ fn counters_move_with_traffic() {
             &scraper.scrape(),
             "redis_proxy_client_connections_accepted_total{}"
         ),
-        2.0
+        3.0
     );
 
     // A pinned client (WATCH holds a dedicated connection).

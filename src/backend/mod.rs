@@ -38,6 +38,11 @@ pub trait Sink<W> {
     fn tracking_reset(&self);
     /// Milliseconds on the owner's clock.
     fn now(&self) -> u32;
+    /// The connection is up, handshake done, before anything queued is written: the sink may
+    /// queue what must come first (the subscriber connection restores its subscriptions).
+    fn connected(&self) {}
+    /// The connection went down (or could not be made).
+    fn disconnected(&self) {}
 }
 
 /// How to connect and what to set up on the connection.

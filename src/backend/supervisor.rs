@@ -127,6 +127,7 @@ pub fn down<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, what: &str, why: String) {
                   // What the cache holds stays served while Redis is away (hits are the point of a cache);
                   // it is dropped when the connection is back (`serve`), since invalidations were missed.
     fail_all(conn, sink, &msg);
+    sink.disconnected();
 }
 
 /// Retires a connection for good: no reconnect; what waits gets an error.
@@ -176,6 +177,7 @@ async fn serve<W: 'static, S: Sink<W> + 'static>(
     };
     conn.redis_id
         .store(o.server.id, std::sync::atomic::Ordering::Relaxed);
+    sink.connected();
     if conn.params.log_connects {
         crate::log!(
             info,

@@ -160,15 +160,11 @@ impl ShardStats {
         self.latency[class as usize].observe(us, n);
     }
 
-    /// A connection entered subscriber mode.
-    pub fn subscriber_added(&self) {
-        self.subscribers.add(1);
-    }
-
-    /// A connection left subscriber mode (or closed while in it).
-    pub fn subscriber_removed(&self) {
+    /// A connection entered (`true`) or left subscriber mode (or closed while in it).
+    pub fn subscriber_changed(&self, entered: bool) {
+        let n = self.subscribers.get();
         self.subscribers
-            .set(self.subscribers.get().saturating_sub(1));
+            .set(if entered { n + 1 } else { n.saturating_sub(1) });
     }
 }
 

@@ -305,6 +305,35 @@ async function checkClientName() {
   expect(await other.client('GETNAME'), null, 'CLIENT GETNAME on another connection');
 }
 
+async function checkSubscribe() {
+  const sub = await target();
+  const pub = await target();
+  const ch = P + 'news';
+  const pat = P + 'n*';
+  const got = [];
+  let wake = null;
+  sub.on('message', (channel, message) => {
+    got.push(['message', channel, message]);
+    if (wake) wake();
+  });
+  sub.on('pmessage', (pattern, channel, message) => {
+    got.push(['pmessage', pattern, channel, message]);
+    if (wake) wake();
+  });
+  expect(await sub.subscribe(ch), 1, 'subscribe() resolves with the count');
+  expect(await sub.psubscribe(pat), 2, 'psubscribe() resolves with the count');
+  // Subscribed mode (RESP2): only the subscribe family may be sent.
+  await expectRejects(sub.get(ch), 'GET on a subscribed connection');
+  expect(await pub.publish(ch, 'hello'), 2, 'PUBLISH counts the channel and the pattern subscription');
+  while (got.length < 2) await new Promise((r) => { wake = r; });
+  got.sort((a, b) => a[0].localeCompare(b[0]));
+  expect(got, [['message', ch, 'hello'], ['pmessage', pat, ch, 'hello']], 'messages');
+  expect(await pub.pubsub('NUMSUB', ch), [ch, 1], 'PUBSUB NUMSUB');
+  expect(await sub.unsubscribe(ch), 1, 'unsubscribe() resolves with the count left');
+  expect(await sub.punsubscribe(pat), 0, 'punsubscribe() resolves with the count left');
+  expect(await sub.get(ch), null, 'GET once out of subscribed mode');
+}
+
 const CHECKS = [
   ['handshake: RESP2 (ioredis default)', checkHandshake, false],
   ['SET/GET/MGET/DEL', checkStrings, false],
@@ -322,6 +351,7 @@ const CHECKS = [
   ['cache coherence: SET straight on Redis seen within 1 s', checkCoherence, false],
   ['[pending] new Redis({db: 1}): SELECT 1 per connection', checkSelectDb1, true],
   ["[pending] client('SETNAME', 'x') + client('GETNAME')", checkClientName, true],
+  ['subscribe/psubscribe: messages, subscribed mode, unsubscribe', checkSubscribe, false],
 ];
 
 function withTimeout(promise, ms) {

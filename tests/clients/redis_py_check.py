@@ -303,6 +303,46 @@ def check_client_name():
     r.close()
 
 
+def next_message(ps, what):
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        m = ps.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if m is not None:
+            return m
+    raise CheckFailed(f"no message within 5 s: {what}")
+
+
+def check_pubsub():
+    r = target()
+    ps = r.pubsub()
+    ch, pat = P + "news", P + "n*"
+    ps.subscribe(ch)
+    ps.psubscribe(pat)
+    # subscribe() returns before the confirmation is read: read both confirmations.
+    for want in ("subscribe", "psubscribe"):
+        m = ps.get_message(timeout=5)
+        expect(m and m["type"], want, f"{want} confirmation")
+    pub = target()
+    expect(pub.publish(ch, "hello"), 2, "PUBLISH counts the channel and the pattern subscription")
+    got = [next_message(ps, "message"), next_message(ps, "pmessage")]
+    got.sort(key=lambda m: m["type"])
+    expect((got[0]["type"], got[0]["channel"], got[0]["data"]), ("message", ch.encode(), b"hello"), "message")
+    expect(
+        (got[1]["type"], got[1]["pattern"], got[1]["data"]), ("pmessage", pat.encode(), b"hello"), "pmessage"
+    )
+    expect(pub.pubsub_numsub(ch), [(ch.encode(), 1)], "PUBSUB NUMSUB")
+    # RESP3: ordinary commands on the subscribed connection keep working.
+    ps.unsubscribe(ch)
+    ps.punsubscribe(pat)
+    for want in ("unsubscribe", "punsubscribe"):
+        m = ps.get_message(timeout=5)
+        expect(m and m["type"], want, f"{want} confirmation")
+    expect(pub.publish(ch, "late"), 0, "PUBLISH after unsubscribing")
+    ps.close()
+    r.close()
+    pub.close()
+
+
 CHECKS = [
     ("handshake: HELLO 3 by default", check_handshake, False),
     ("SET/GET/MGET/DEL", check_strings, False),
@@ -319,6 +359,7 @@ CHECKS = [
     ("cache coherence: SET straight on Redis seen within 1 s", check_coherence, False),
     ("[pending] Redis(db=1): SELECT 1 per connection", check_select_db1, True),
     ("[pending] client_setname('x') + client_getname()", check_client_name, True),
+    ("pubsub(): subscribe, psubscribe, messages, unsubscribe", check_pubsub, False),
 ]
 
 
