@@ -236,8 +236,10 @@ async fn read_loop(
             early.clear();
             unscanned = true;
         }
-        stats::end_batch(&shard.stats, batch_start);
+        // Flushed first: the backend connections stamp what they send with the batch's
+        // clock, which `end_batch` then moves on.
         flush(shard, session);
+        stats::end_batch(&shard.stats, batch_start);
         client.wake_writer();
         if quit {
             return;

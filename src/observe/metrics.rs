@@ -124,7 +124,7 @@ pub fn render() -> String {
         &mut o,
         "backend_round_trip_seconds",
         "histogram",
-        "Time from a request being handed to a shared backend connection to Redis's reply being read.",
+        "Requests on the shared backend connections: from the client input that queued them to Redis's reply.",
     );
     for s in &shards {
         histogram(
