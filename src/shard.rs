@@ -447,49 +447,18 @@ impl Shard {
             clients.retain(|c| c.strong_count() > 0);
         }
         drop(clients);
-        self.publish_stats();
+        crate::observe::publish::publish(self);
     }
 
-    /// Gauges and the backend's own counters, into the block readers see (once per tick).
-    fn publish_stats(&self) {
-        let s = &self.stats;
-        let counts = {
-            let cache = self.cache.borrow();
-            s.cache_entries.set(cache.len() as u64);
-            cache.counts()
-        };
-        s.cache_bytes.set(counts.bytes as u64);
-        s.evictions.set(counts.evictions);
-        s.expirations.set(counts.expirations);
-        s.pinned.set(self.pool.in_use() as u64);
-        // Long-lived connections only: a dedicated one's counts would vanish with it.
-        let (mut reconnects, mut timeouts, mut in_flight) = (0, 0, 0);
-        let mut each = |c: &Conn<Waiter>| {
-            let st = c.st.borrow();
-            reconnects += st.reconnects;
-            timeouts += st.timeouts;
-            in_flight += st.waiters.len() as u64;
-        };
-        each(&self.shared);
-        self.other_dbs.borrow().iter().for_each(|c| each(c));
+    /// Every long-lived backend connection: shared (per db), scripts, out-of-band.
+    pub fn each_long_lived(&self, mut f: impl FnMut(&Conn<Waiter>)) {
+        f(&self.shared);
+        self.other_dbs.borrow().iter().for_each(|c| f(c));
         for c in [&self.scripts, &self.oob] {
-            c.borrow().iter().for_each(|c| each(c));
-        }
-        self.pool.each(|c| in_flight += c.in_flight() as u64);
-        s.reconnects.set(reconnects);
-        s.timeouts.set(timeouts);
-        s.in_flight.set(in_flight);
-        let st = self.shared.st.borrow();
-        let up = st.status == Status::Up;
-        if (s.backend_up.get() == 1) != up || !up {
-            let mut why = s.backend_error.lock().unwrap_or_else(|e| e.into_inner());
-            if up {
-                why.clear();
-            } else if *why != st.last_error {
-                why.clone_from(&st.last_error);
+            if let Some(c) = &*c.borrow() {
+                f(c);
             }
         }
-        s.backend_up.set(up as u64);
     }
 }
 

@@ -6,4 +6,5 @@ pub mod admin;
 pub mod clock;
 pub mod info;
 pub mod metrics;
+pub mod publish;
 pub mod stats;
