@@ -113,6 +113,9 @@ async fn read_loop(
     let mut early = BytesMut::new();
     let mut unscanned = false;
     let mut batch_start = 0;
+    // Commands of the current batch (requests not counted by class at a dispatch site count
+    // as local: see `stats::end_batch`).
+    let mut requests = 0u64;
     loop {
         if !wait_for_room(client, pause_at).await {
             return;
@@ -156,6 +159,7 @@ async fn read_loop(
             match scanner.scan(&buf[consumed..]) {
                 Scan::Command { len, .. } if len > max_request => {
                     stats::count(Class::Error);
+                    requests += 1;
                     client.push_local(|o| put_error(o, TOO_BIG));
                     quit = true;
                     break;
@@ -195,6 +199,7 @@ async fn read_loop(
                         }
                     }
                     consumed += len;
+                    requests += 1;
                     want = 0;
                     if quit {
                         break;
@@ -214,6 +219,7 @@ async fn read_loop(
                     // Refuse an oversized command before allocating for it.
                     if hint > max_request || buf.len() - consumed > max_request {
                         stats::count(Class::Error);
+                        requests += 1;
                         client.push_local(|o| put_error(o, TOO_BIG));
                         quit = true;
                     }
@@ -222,6 +228,7 @@ async fn read_loop(
                 }
                 Scan::Error(e) => {
                     stats::count(Class::Error);
+                    requests += 1;
                     client.push_local(|o| {
                         put_error(o, format!("ERR Protocol error: {}", e.0).as_bytes())
                     });
@@ -239,7 +246,7 @@ async fn read_loop(
         // Flushed first: the backend connections stamp what they send with the batch's
         // clock, which `end_batch` then moves on.
         flush(shard, session);
-        stats::end_batch(&shard.stats, batch_start);
+        stats::end_batch(&shard.stats, batch_start, std::mem::take(&mut requests));
         client.wake_writer();
         if quit {
             return;

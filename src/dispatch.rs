@@ -134,12 +134,8 @@ pub fn dispatch(
 ) -> Flow {
     // A CLIENT REPLY SKIP before this command: its reply is dropped, then replies resume.
     let skip = std::mem::take(&mut s.skip_next);
-    stats::unmark();
     let was_subscribed = s.subscribed();
     let flow = dispatch_muted(shard, client, s, args, raw);
-    if !matches!(flow, Flow::Wait(..) | Flow::Drain) {
-        stats::dispatched(); // else it is dispatched again
-    }
     if s.subscribed() != was_subscribed {
         shard.stats.subscriber_changed(!was_subscribed);
     }
@@ -162,7 +158,7 @@ fn dispatch_muted(
 ) -> Flow {
     let class = classify(&args);
     if !client.authed.get() && !matches!(class.kind, Kind::Auth | Kind::Hello | Kind::Quit) {
-        stats::mark(Class::Error);
+        stats::count(Class::Error);
         client.push_local(|o| o.extend_from_slice(b"-NOAUTH Authentication required.\r\n"));
         return Flow::Next;
     }
@@ -480,14 +476,14 @@ fn is_script_kill(args: &Args) -> bool {
 }
 
 fn refuse(client: &ClientShared, args: &Args, why: &str) {
-    stats::mark(Class::Refused);
+    stats::count(Class::Refused);
     let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
     let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
     client.push_local(|o| put_error(o, msg.as_bytes()));
 }
 
 pub(crate) fn arity(client: &ClientShared, name: &str) -> Flow {
-    stats::mark(Class::Error);
+    stats::count(Class::Error);
     let msg = format!("ERR wrong number of arguments for '{name}' command");
     client.push_local(|o| put_error(o, msg.as_bytes()));
     Flow::Next
@@ -504,7 +500,7 @@ pub(crate) fn not_admitted(
         Admit::Yes => None,
         Admit::Full => Some(Flow::Wait(conn.clone(), n)),
         Admit::Down => {
-            stats::mark(Class::Error);
+            stats::count(Class::Error);
             client.push_local(|o| conn.put_down_error(o));
             Some(Flow::Next)
         }
@@ -607,18 +603,21 @@ fn get(
     let (proto, db) = (s.proto, s.db as u8);
     let key = args.get(1);
     if let Some(reply) = shard.cache.borrow_mut().get_in(db, key, shard.now()) {
-        stats::mark(Class::Hit);
+        stats::count(Class::Hit);
         client.push_local(|o| put_cached(o, reply, proto));
         return Flow::Next;
     }
-    stats::mark(Class::Miss);
     match shard
         .inflight
         .borrow_mut()
         .join(db, key, client, proto, || client.push_pending())
     {
-        Join::Joined => return Flow::Next,
+        Join::Joined => {
+            stats::count(Class::Miss);
+            return Flow::Next;
+        }
         Join::Value(v) => {
+            stats::count(Class::Miss);
             client.push_local(|o| put_cached(o, &v, proto));
             return Flow::Next;
         }
@@ -635,6 +634,7 @@ fn get(
         .start(db, key, (client.clone(), seq, proto), shard.now());
     conn.send_request(raw, &args, Waiter::Get(f.clone()));
     conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
+    stats::forwarded_as_miss(2);
     Flow::Next
 }
 
@@ -653,11 +653,15 @@ fn mget(
     let mut cache = shard.cache.borrow_mut();
     if !args.iter().skip(1).all(|k| cache.contains(db, k, now)) {
         drop(cache);
-        stats::mark(Class::Miss);
         let conn = &shard.conn_for(s.db);
-        return forward_on(conn, client, args, raw, Shape::Plain, proto);
+        let sent = stats::forwarded_so_far();
+        let flow = forward_on(conn, client, args, raw, Shape::Plain, proto);
+        if stats::forwarded_so_far() > sent {
+            stats::forwarded_as_miss(1);
+        }
+        return flow;
     }
-    stats::mark(Class::Hit);
+    stats::count(Class::Hit);
     client.push_local(|o| {
         put_header(o, b'*', args.len() as i64 - 1);
         for key in args.iter().skip(1) {

@@ -244,14 +244,14 @@ impl<W> Conn<W> {
     /// Queues one request already encoded as RESP.
     #[inline]
     pub fn send_raw(&self, raw: &[u8], w: W) {
-        crate::observe::stats::queued();
+        crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         st.out.extend_from_slice(raw);
         st.waiters.push_back(w);
     }
 
     pub fn send_args<'a>(&self, args: impl ExactSizeIterator<Item = &'a [u8]>, w: W) {
-        crate::observe::stats::queued();
+        crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         put_command(&mut st.out, args);
         st.waiters.push_back(w);
@@ -260,7 +260,7 @@ impl<W> Conn<W> {
     /// Queues bytes holding several requests at once, with their waiters in order: nothing
     /// else can come between them on the wire (a MULTI ... EXEC block).
     pub fn send_block(&self, raw: &[u8], waiters: impl IntoIterator<Item = W>) {
-        crate::observe::stats::queued();
+        crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         st.out.extend_from_slice(raw);
         st.waiters.extend(waiters);

@@ -204,45 +204,16 @@ pub fn process() -> Option<&'static Process> {
 }
 
 thread_local! {
-    /// Requests of the current batch by class, not yet added to the shard's block.
+    /// Requests of the current batch by class, not yet added to the shard's block. `Local`
+    /// is not counted here: it is what is left of the batch's requests.
     static TALLY: [Cell<u64>; 6] = const { [const { Cell::new(0) }; 6] };
-    /// The class a dispatch site chose for the request being dispatched.
-    static MARK: Cell<Option<Class>> = const { Cell::new(None) };
     /// Round trip of the backend reply being delivered (set by the backend reader of a
     /// timed connection, taken by the shard's sink).
     static REPLY_AGE: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
-/// Classes the request being dispatched (the last mark wins).
-#[inline]
-pub fn mark(class: Class) {
-    MARK.with(|m| m.set(Some(class)));
-}
-
-/// A request went to a backend connection: forwarded, unless a dispatch site said otherwise
-/// (a miss's GET and PTTL).
-#[inline]
-pub fn queued() {
-    MARK.with(|m| {
-        if m.get().is_none() {
-            m.set(Some(Class::Forwarded))
-        }
-    });
-}
-
-/// Forgets any mark: before a dispatch, and after one that will run again (it waited).
-#[inline]
-pub fn unmark() {
-    MARK.with(|m| m.set(None));
-}
-
-/// A request was dispatched: counts it under its mark, else as answered locally.
-#[inline]
-pub fn dispatched() {
-    count(MARK.with(|m| m.take()).unwrap_or(Class::Local));
-}
-
-/// Counts one request of `class` in the current batch.
+/// Counts one request of `class` in the current batch (hits, misses, refusals and errors at
+/// their dispatch sites; forwarded requests as they are queued on a backend connection).
 #[inline]
 pub fn count(class: Class) {
     TALLY.with(|t| {
@@ -251,11 +222,31 @@ pub fn count(class: Class) {
     });
 }
 
-/// The batch read at `start_us` is dispatched: its requests go into `stats`, and those
-/// answered within it (hits, local, refused, errors) observe its duration as their latency.
-pub fn end_batch(stats: &ShardStats, start_us: u64) {
+/// Requests counted as forwarded in the current batch so far.
+#[inline]
+pub fn forwarded_so_far() -> u64 {
+    TALLY.with(|t| t[Class::Forwarded as usize].get())
+}
+
+/// A request counted as forwarded (`n` sends) was a cache miss: one miss instead.
+#[inline]
+pub fn forwarded_as_miss(n: u64) {
+    TALLY.with(|t| {
+        let f = &t[Class::Forwarded as usize];
+        f.set(f.get().saturating_sub(n));
+        let m = &t[Class::Miss as usize];
+        m.set(m.get() + 1);
+    });
+}
+
+/// The batch read at `start_us`, of `requests` commands, is dispatched: its requests go into
+/// `stats` (those not counted otherwise as local), and those answered within it (hits, local,
+/// refused, errors) observe its duration as their latency.
+pub fn end_batch(stats: &ShardStats, start_us: u64, requests: u64) {
     let mut elapsed = None;
     TALLY.with(|t| {
+        let counted: u64 = t.iter().map(Cell::get).sum();
+        t[Class::Local as usize].set(requests.saturating_sub(counted));
         for class in CLASSES {
             let n = t[class as usize].replace(0);
             if n == 0 {
@@ -301,15 +292,15 @@ mod tests {
     #[test]
     fn batch_tally_goes_to_the_block() {
         let s = ShardStats::default();
-        mark(Class::Hit);
-        queued(); // a hit queues nothing, but the first mark stays
-        dispatched();
-        queued();
-        dispatched();
-        dispatched();
-        end_batch(&s, super::super::clock::refresh());
+        count(Class::Hit);
+        count(Class::Forwarded);
+        count(Class::Forwarded); // a miss's GET and PTTL
+        count(Class::Forwarded);
+        forwarded_as_miss(2);
+        end_batch(&s, super::super::clock::refresh(), 4);
         assert_eq!(s.requests[Class::Hit as usize].get(), 1);
         assert_eq!(s.requests[Class::Forwarded as usize].get(), 1);
+        assert_eq!(s.requests[Class::Miss as usize].get(), 1);
         assert_eq!(s.requests[Class::Local as usize].get(), 1);
         // Forwarded latency is observed when Redis replies, not at the batch's end.
         let n = |c: Class| {
@@ -323,7 +314,7 @@ mod tests {
             (n(Class::Hit), n(Class::Local), n(Class::Forwarded)),
             (1, 1, 0)
         );
-        end_batch(&s, 0);
+        end_batch(&s, 0, 0);
         assert_eq!(s.requests[Class::Hit as usize].get(), 1);
     }
 }
