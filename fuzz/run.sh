@@ -26,7 +26,7 @@ if ! cargo "+$TOOLCHAIN" fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
 
-TARGETS=(request_scanner reply_frame)
+TARGETS=(request_scanner reply_frame http_request)
 
 # One build for all targets (release + debug assertions + ASan, cargo-fuzz's defaults).
 cargo "+$TOOLCHAIN" fuzz build

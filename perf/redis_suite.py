@@ -153,6 +153,8 @@ def status_of(r):
 
 
 def sanitize(s, subs):
+    if s is None:
+        return s
     for old, new in subs:
         if old:
             s = s.replace(old, new)

@@ -13,13 +13,13 @@ use bytes::BytesMut;
 const WRONGPASS: &[u8] = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n";
 
 /// Compares without an early exit on the first differing byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Checks `user`/`pass` against --requirepass; only the `default` user exists.
 fn check(shard: &Shard, user: &[u8], pass: &[u8]) -> bool {
-    match &shard.cfg.requirepass {
+    match &shard.live().requirepass {
         Some(p) => same(user, b"default") & same(pass, p.as_bytes()),
         None => same(user, b"default"),
     }
@@ -38,7 +38,7 @@ pub fn auth(shard: &Shard, client: &ClientShared, args: &Args, out: &mut BytesMu
             return;
         }
     };
-    if shard.cfg.requirepass.is_none() && args.len() == 2 {
+    if shard.live().requirepass.is_none() && args.len() == 2 {
         out.extend_from_slice(
             b"-ERR AUTH <password> called without any password configured for the default user. \
               Are you sure your configuration is correct?\r\n",

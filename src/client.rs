@@ -34,12 +34,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         |a: std::io::Result<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     let (peer, local) = (addr(stream.peer_addr()), addr(stream.local_addr()));
     let (r, w, sock) = crate::socket::split(stream);
-    let client = Rc::new(ClientShared::new(shard.cfg.client_output_limit));
+    let live = shard.live();
+    let client = Rc::new(ClientShared::new(live.client_output_limit));
     client.set_socket(sock);
-    let registered = crate::registry::register(client.id, peer, local, shard.cfg.redis.db);
+    let registered =
+        crate::registry::register(client.id, shard.id, peer, local, shard.cfg.redis.db);
     client.set_info(registered.0.clone());
     client.last_active.set(shard.now());
-    client.authed.set(shard.cfg.requirepass.is_none());
+    client.authed.set(live.requirepass.is_none());
     let _slot = shard.client_connected(&client);
     let writer = monoio::spawn(write_loop(client.clone(), w));
     let mut session = Session::new(shard.cfg.redis.db);
@@ -57,7 +59,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 /// still unread (a client pipelining at shutdown) would make the kernel reset the connection
 /// and discard replies not yet delivered: read and drop input until the client closes too,
 /// for a short while at most.
-async fn linger(r: &mut ReadHalf) {
+pub(crate) async fn linger(r: &mut ReadHalf) {
     let deadline = std::time::Instant::now() + LINGER;
     let mut buf = Vec::with_capacity(16 * 1024);
     loop {
@@ -104,7 +106,7 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = RequestScanner::new();
     let mut want = 0usize;
-    let max_request = shard.cfg.max_request_bytes;
+    let max_request = shard.live().max_request_bytes;
     // Like redis-server, a client may send a large pipeline before reading any reply; only
     // at half the output limit does the proxy stop reading it (and it drops it if it stays
     // there). The other half absorbs replies already requested from Redis.
@@ -146,6 +148,7 @@ async fn read_loop(
             client.last_active.set(now);
             client.info().touch(now);
             shard.check_swaps();
+            crate::tracking::table::take_mail(shard);
             if shard.cache_on {
                 // An invalidation that reached this shard together with this read must be applied
                 // before any hit is served: let the backend reader, woken by the same batch of
@@ -158,6 +161,7 @@ async fn read_loop(
         loop {
             match scanner.scan(&buf[consumed..]) {
                 Scan::Command { len, .. } if len > max_request => {
+                    too_big(max_request);
                     stats::count(Class::Error);
                     requests += 1;
                     client.push_local(|o| put_error(o, TOO_BIG));
@@ -218,6 +222,7 @@ async fn read_loop(
                 Scan::Incomplete { hint } => {
                     // Refuse an oversized command before allocating for it.
                     if hint > max_request || buf.len() - consumed > max_request {
+                        too_big(max_request);
                         stats::count(Class::Error);
                         requests += 1;
                         client.push_local(|o| put_error(o, TOO_BIG));
@@ -265,9 +270,16 @@ fn flush(shard: &Shard, session: &Session) {
     }
 }
 
+fn too_big(max: usize) {
+    crate::log::limit_hit(
+        "max-request-bytes",
+        format_args!("a request over {max} bytes; client disconnected"),
+    );
+}
+
 /// Waits until the client's backlog allows reading more; false if the client is gone or was
 /// dropped for leaving its replies unread for `STUCK`.
-async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
+pub(crate) async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
     // The usual case costs no timer and no syscall.
     if client.backlog_below(pause_at, PENDING_HIGH) {
         return !client.is_dead();
@@ -282,6 +294,10 @@ async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
         // business, and a client that reads slowly is still reading; only output it could be
         // reading, left wholly unread, drops a client.
         if client.has_writable_output() && client.delivered() == delivered {
+            crate::log::limit_hit(
+                "client-output-limit",
+                format_args!("a client left its replies unread for {STUCK:?}; disconnected"),
+            );
             client.disconnect();
             return false;
         }
@@ -290,7 +306,7 @@ async fn wait_for_room(client: &ClientShared, pause_at: usize) -> bool {
 
 /// Lets every task that is already ready run once before this one continues. Unlike monoio's
 /// `yield_now` (which requeues the task at the front), waking ourselves requeues at the back.
-async fn yield_to_ready_tasks() {
+pub(crate) async fn yield_to_ready_tasks() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

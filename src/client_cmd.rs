@@ -123,6 +123,10 @@ pub fn client(
             client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
         }
         b"UNBLOCK" => return unblock(shard, client, &args),
+        b"TRACKING" => return crate::tracking::command::tracking(shard, client, s, &args),
+        b"CACHING" => return crate::tracking::command::caching(client, s, &args),
+        b"GETREDIR" => return crate::tracking::command::getredir(client, s),
+        b"TRACKINGINFO" => return crate::tracking::command::trackinginfo(client, s),
         // Server-wide (and the help text): Redis's own answer.
         b"PAUSE" | b"UNPAUSE" | b"HELP" => {
             return crate::dispatch::forward_shared(shard, client, s, args, raw)
@@ -143,8 +147,9 @@ pub fn client(
 /// reply mode, authentication).
 pub fn reset(shard: &Shard, client: &ClientShared, s: &mut Session) -> Flow {
     s.reset(shard);
+    client.resp3.set(false);
     client.muted.set(false);
-    client.authed.set(shard.cfg.requirepass.is_none());
+    client.authed.set(shard.live().requirepass.is_none());
     client.info().update(|d| {
         d.name.clear();
         d.db = s.db;

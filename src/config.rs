@@ -1,5 +1,12 @@
-//! Command line and environment configuration: one documented struct (its doc comments are
-//! `--help`), parsed by clap, checked by `validate`.
+//! Configuration: one documented struct (its doc comments are `--help`), parsed by clap from
+//! flags, `REDIS_PROXY_*` variables and the `--config` file ([`layers`]), checked by
+//! `validate`; [`effective`] prints it with secrets masked; [`live`] holds what SIGHUP changes.
+
+pub mod effective;
+pub mod layers;
+pub mod live;
+
+pub use layers::{load, LoadError, Loaded};
 
 use clap::{Parser, ValueEnum};
 use std::fmt;
@@ -16,12 +23,42 @@ pub const MAX_EXPIRE: Duration = Duration::from_secs(20 * 24 * 3600);
     about = "A Redis-compatible caching proxy: GETs served from a per-core LRU/TTL cache kept \
              coherent with Redis's CLIENT TRACKING; everything else pipelined to Redis.",
     after_help = "Every option can also be set from the environment as REDIS_PROXY_<NAME>, \
-                  e.g. REDIS_PROXY_CAPACITY=100000."
+                  e.g. REDIS_PROXY_CAPACITY=100000, and in the --config file as a key of the \
+                  option's name, e.g. capacity = 100000. Precedence: flags, then environment, \
+                  then file, then defaults."
 )]
 pub struct Config {
+    /// TOML file of settings: each option below is a key of the same name (`capacity = 100000`,
+    /// `expire = "2m"`). SIGHUP re-reads it.
+    #[arg(long, env = "REDIS_PROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Check the configuration, print the effective settings (secrets masked) and exit 0; or
+    /// print the error and exit 2.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Log verbosity. Given as a flag, variable or file key, it wins over RUST_LOG; otherwise
+    /// RUST_LOG (full filter syntax) applies when set; otherwise `info`.
+    #[arg(long, env = "REDIS_PROXY_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Log line format on stderr: `text`, or `json` (one object per line).
+    #[arg(long, env = "REDIS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// --log-level came from a flag, a variable or the file (not its default).
+    #[arg(skip)]
+    pub log_level_explicit: bool,
+
     /// Address to accept RESP clients on (one SO_REUSEPORT listener per thread).
     #[arg(long, env = "REDIS_PROXY_LISTEN", default_value = "127.0.0.1:6380")]
     pub listen: String,
+
+    /// Also serve cached GETs over HTTP/1.1 on this address (`GET /<key>`, `GET /get?key=<key>`);
+    /// off unless given. One SO_REUSEPORT listener per thread, same cache as RESP clients.
+    #[arg(long, value_name = "ADDR", env = "REDIS_PROXY_HTTP")]
+    pub http: Option<String>,
 
     /// Backing Redis: `host:port` or `redis://[user:password@]host:port[/db]`. Credentials and db
     /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT).
@@ -102,6 +139,16 @@ pub struct Config {
     #[arg(long, env = "REDIS_PROXY_MAX_PINNED", default_value_t = 256)]
     pub max_pinned: usize,
 
+    /// Most keys remembered for the proxy's CLIENT TRACKING clients, split across threads (as
+    /// redis-server's tracking-table-max-keys): past it, a key is forgotten and the clients
+    /// that read it are sent its invalidation.
+    #[arg(
+        long,
+        env = "REDIS_PROXY_TRACKING_TABLE_MAX_KEYS",
+        default_value_t = 1_000_000
+    )]
+    pub tracking_table_max_keys: usize,
+
     /// Close client connections that send nothing for this long (0 = never).
     #[arg(long, env = "REDIS_PROXY_CLIENT_IDLE_TIMEOUT", default_value = "0s", value_parser = humantime::parse_duration)]
     pub client_idle_timeout: Duration,
@@ -137,6 +184,35 @@ impl fmt::Debug for Config {
             .field("requirepass", &self.requirepass.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Off => "off",
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -298,6 +374,7 @@ impl Config {
             return Err("--requirepass must not be empty".into());
         }
         self.listen_addr()?;
+        self.http_addr()?;
         Ok(())
     }
 
@@ -314,6 +391,19 @@ impl Config {
             self.requirepass = Some(pass);
         }
         Ok(())
+    }
+
+    /// --http, resolved (`None` when HTTP is off).
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let Some(http) = &self.http else {
+            return Ok(None);
+        };
+        let addr = http
+            .to_socket_addrs()
+            .map_err(|e| format!("invalid --http '{http}': {e}"))?
+            .next()
+            .ok_or_else(|| format!("--http '{http}' resolves to no address"))?;
+        Ok(Some(addr))
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
@@ -348,6 +438,7 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(1));
         assert_eq!(c.invalidation, Invalidation::Tracking);
         assert!(c.threads() >= 1);
+        assert_eq!(c.http_addr(), Ok(None), "HTTP is off by default");
     }
 
     #[test]
@@ -367,6 +458,7 @@ mod tests {
         assert!(parse(&["--expire", "21days"]).is_err());
         assert!(parse(&["--redis-ops-limit", "0"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--http", "nowhere"]).is_err());
         assert!(parse(&["--redis", "ftp://x:1"]).is_err());
         assert!(parse(&["--redis", "localhost"]).is_err());
         assert!(parse(&["--redis", "redis://h:1/x"]).is_err());

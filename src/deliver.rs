@@ -49,6 +49,9 @@ pub enum Waiter {
         proto: Proto,
         fix: crate::pubsub::counts::Fix,
     },
+    /// The BCAST connection's registration of prefixes: the clients whose CLIENT TRACKING
+    /// waited for it get its `+OK`.
+    Bcast(Vec<(Rc<ClientShared>, u64)>),
     /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
     Ignore,
     /// INFO: Redis's reply with the proxy's section appended.
@@ -116,26 +119,48 @@ impl Sink<Waiter> for Shard {
                 Some(fixed) => out.extend_from_slice(&fixed),
                 None => relay(frame, info, Shape::Plain, resp3, proto, out),
             }),
+            Waiter::Bcast(clients) => {
+                for (client, seq) in clients {
+                    client.complete(seq, |out| {
+                        relay(frame, info, Shape::Plain, resp3, Proto::Resp2, out)
+                    });
+                }
+            }
             Waiter::Ignore => {}
         }
     }
 
-    /// `>2 invalidate [keys]`: drop the keys; a null key list (FLUSHALL/FLUSHDB) drops everything.
-    fn push(&self, frame: &[u8]) {
+    /// `>2 invalidate [keys]`: drop the keys, and tell the tracking clients that read them; a
+    /// null key list (FLUSHALL/FLUSHDB) drops everything. From the BCAST connection: the keys
+    /// go to the BCAST clients whose prefixes match.
+    fn push(&self, frame: &[u8], from: &crate::backend::Params) {
         let mut p = Cursor::new(frame);
         let Some((b'>', n)) = p.header() else { return };
         if n < 2 || p.bulk() != Some(&b"invalidate"[..]) {
             return;
         }
         match p.header() {
+            Some((b'*', k)) if k >= 0 && from.bcast => {
+                let keys: Vec<Bytes> = (0..k)
+                    .filter_map(|_| p.bulk().map(Bytes::copy_from_slice))
+                    .collect();
+                for key in &keys {
+                    self.evict(key);
+                }
+                self.tracking.broadcast(self, &keys);
+            }
             Some((b'*', k)) if k >= 0 => {
                 for _ in 0..k {
                     if let Some(key) = p.bulk() {
-                        self.invalidate_pushed(key);
+                        self.invalidate_from(key, 0);
                     }
                 }
             }
-            _ => self.flush_cache(),
+            _ if from.bcast => {}
+            _ => {
+                self.flush_cache();
+                self.tracking.flush_all(self);
+            }
         }
     }
 
@@ -163,12 +188,32 @@ impl Sink<Waiter> for Shard {
             Waiter::Exec(e) => e.fail(self, msg),
             Waiter::Ttl(f) => self.inflight.borrow_mut().finish(&f),
             Waiter::Probe(conn) => conn.st.borrow_mut().probing = false,
+            // Registered again, with everything, when the connection is back.
+            Waiter::Bcast(clients) => {
+                for (client, seq) in clients {
+                    client.complete(seq, |out| out.extend_from_slice(b"+OK\r\n"));
+                }
+            }
             Waiter::Ignore => {}
         }
     }
 
     fn tracking_reset(&self) {
         self.flush_cache();
+        self.tracking.flush_all(self);
+    }
+
+    /// The BCAST connection came (back) up: register the prefixes again.
+    fn connected(&self, from: &crate::backend::Params) {
+        if from.bcast {
+            self.bcast.connected(self);
+        }
+    }
+
+    fn disconnected(&self, from: &crate::backend::Params) {
+        if from.bcast {
+            self.bcast.disconnected();
+        }
     }
 
     fn now(&self) -> u32 {
@@ -218,7 +263,7 @@ fn on_ttl(shard: &Shard, f: &FetchRef, frame: &[u8]) {
         Some(n) => parse_int(n),
         None => None,
     };
-    let expire = shard.expire_ms;
+    let expire = shard.expire_ms.get();
     let life = match ttl {
         Some(-1) => expire,
         Some(-2) if value[..] == *NULL_BULK => expire,

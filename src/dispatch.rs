@@ -41,6 +41,8 @@ pub struct Session {
     pub batch_end: bool,
     /// Its subscriptions (see `pubsub`).
     pub sub: Option<Rc<crate::pubsub::hub::Subscriber>>,
+    /// CLIENT TRACKING is on (see `tracking`).
+    pub tracker: Option<Rc<crate::tracking::Tracker>>,
 }
 
 impl Session {
@@ -57,6 +59,7 @@ impl Session {
             monitor: None,
             batch_end: false,
             sub: None,
+            tracker: None,
         }
     }
 
@@ -71,6 +74,7 @@ impl Session {
         self.skip_next = false;
         self.stop_monitor();
         crate::pubsub::session::leave_all(shard, self);
+        crate::tracking::command::disable(shard, self);
     }
 
     fn stop_monitor(&mut self) {
@@ -100,6 +104,7 @@ impl Session {
         }
         self.stop_monitor();
         crate::pubsub::session::leave_all(shard, self);
+        crate::tracking::command::disable(shard, self);
         let clean = !self.watching && self.multi.is_none();
         self.unpin(shard, clean);
         if let Some(c) = self.blocked.take() {
@@ -132,21 +137,54 @@ pub fn dispatch(
     args: Args,
     raw: Option<&[u8]>,
 ) -> Flow {
-    // A CLIENT REPLY SKIP before this command: its reply is dropped, then replies resume.
-    let skip = std::mem::take(&mut s.skip_next);
     let was_subscribed = s.subscribed();
-    let flow = dispatch_muted(shard, client, s, args, raw);
+    let flow = dispatch_tracking(shard, client, s, args, raw);
     if s.subscribed() != was_subscribed {
         shard.stats.subscriber_changed(!was_subscribed);
     }
-    if skip {
-        if matches!(flow, Flow::Wait(..) | Flow::Drain) {
-            s.skip_next = true; // dispatched again
-        } else {
-            client.muted.set(false);
+    flow
+}
+
+fn dispatch_tracking(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+) -> Flow {
+    // A CLIENT REPLY SKIP before this command: its reply is dropped, then replies resume.
+    let skip = std::mem::take(&mut s.skip_next);
+    if s.tracker.is_none() {
+        let flow = dispatch_muted(shard, client, s, args, raw);
+        if skip {
+            after_skip(client, s, &flow);
+        }
+        return flow;
+    }
+    // A tracking client: its writes may invalidate keys it read itself (sent after the reply,
+    // unless NOLOOP), and CLIENT CACHING applies to one command.
+    let client_cmd = args.get(0).eq_ignore_ascii_case(b"CLIENT");
+    shard.writer.set(client.id);
+    let flow = dispatch_muted(shard, client, s, args, raw);
+    shard.writer.set(0);
+    shard.tracking.flush_own(shard);
+    if !matches!(flow, Flow::Wait(..) | Flow::Drain) && !client_cmd && s.multi.is_none() {
+        if let Some(t) = &s.tracker {
+            t.caching.set(false);
         }
     }
+    if skip {
+        after_skip(client, s, &flow);
+    }
     flow
+}
+
+fn after_skip(client: &ClientShared, s: &mut Session, flow: &Flow) {
+    if matches!(flow, Flow::Wait(..) | Flow::Drain) {
+        s.skip_next = true; // dispatched again
+    } else {
+        client.muted.set(false);
+    }
 }
 
 fn dispatch_muted(
@@ -166,6 +204,9 @@ fn dispatch_muted(
     crate::fault::maybe_panic(&args);
     if s.sub.is_some() && crate::pubsub::session::subscribed_mode(shard, client, s, &args) {
         return Flow::Next;
+    }
+    if let Some(t) = &s.tracker {
+        crate::tracking::remember(shard, t, &args, class.kind);
     }
     if s.multi.is_some() {
         return crate::multi::in_multi(shard, client, s, args, raw, class.kind, class.shape);
@@ -192,6 +233,10 @@ fn dispatch_muted(
             let resp = if s.proto == Proto::Resp3 { 3 } else { 2 };
             client.info().update(|d| d.resp = resp);
             crate::pubsub::session::set_proto(s);
+            client.resp3.set(s.proto == Proto::Resp3);
+            if let Some(t) = &s.tracker {
+                t.proto.set(s.proto);
+            }
             return Flow::Next;
         }
         Kind::Subscribe(c) => return crate::pubsub::session::subscribe(shard, client, s, c, &args),

@@ -9,10 +9,14 @@
 //!
 //! # Module map
 //!
-//! - [`config`]: the command line (clap, with `REDIS_PROXY_*` env fallbacks) and its validation.
+//! - [`config`]: the settings: flags, `REDIS_PROXY_*` variables, `--config` TOML file (one
+//!   generic layer over clap's definitions), validation, the effective view, live settings.
+//! - [`reload`]: SIGHUP: re-read the configuration, apply what is live, log what needs a restart.
 //! - [`shard`]: one pinned thread + monoio runtime (io_uring, epoll fallback) per core; owns
 //!   the shard's cache, in-flight fetches and backend connections; shutdown sequence.
-//! - [`listener`]: the shard's SO_REUSEPORT accept loop.
+//! - [`listener`]: the shard's SO_REUSEPORT accept loop, shared by RESP and HTTP.
+//! - [`http`]: the HTTP/1.1 front-end (`--http`): `GET /<key>` from the same cache, through the
+//!   same dispatch as a RESP `GET`; parse, route and respond in files of their own.
 //! - [`client`]: per-connection reader (scan, dispatch, waits) and writer (ordered replies,
 //!   one write per batch).
 //! - [`dispatch`]: the client's session (protocol, db, transaction, pinned or blocked
@@ -35,14 +39,19 @@
 //! - [`backend`]: a pipelined connection as a value: handshake (HELLO 3, AUTH, SELECT, CLIENT
 //!   TRACKING), reader/writer tasks, supervision (reconnect, backoff, timeouts); replies go to a
 //!   sink, so it knows nothing of shards, clients or caches.
-//! - [`log`](mod@log): stderr logging.
+//! - [`log`](mod@log): `tracing` to stderr (text or JSON), reloadable filter, rate-limited
+//!   "limit hit" lines.
 //! - [`observe`]: per-shard counters summed when read; `--admin` HTTP endpoint (/metrics,
 //!   /healthz, /readyz) on its own thread; INFO's `# Proxy` section.
 //! - [`socket`]: a stream's owned halves, and a handle that shuts it down only while they live.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
-//! Deliberately missing: Redis Cluster, pub/sub fan-out (SUBSCRIBE is refused with an error),
-//! CLIENT TRACKING for the proxy's own clients, an HTTP front-end.
+//! - [`pubsub`]: (P|S)SUBSCRIBE answered by the proxy, one subscription per shard at Redis,
+//!   messages copied to the shard's subscribers; counts in the clients' terms.
+//! - [`tracking`]: CLIENT TRACKING for the proxy's own clients, from what the shard learns of
+//!   writes (its own, and Redis's invalidation pushes); BCAST through a connection of its own.
+//!
+//! Deliberately missing: Redis Cluster, HTTP writes (the HTTP front-end only reads).
 
 pub mod auth;
 pub mod backend;
@@ -56,6 +65,7 @@ pub mod deliver;
 pub mod dispatch;
 pub mod fault;
 pub mod fetch;
+pub mod http;
 pub mod listener;
 pub mod log;
 pub mod monitor;
@@ -64,7 +74,9 @@ pub mod observe;
 pub mod pool;
 pub mod pubsub;
 pub mod registry;
+pub mod reload;
 pub mod replies;
 pub mod resp;
 pub mod shard;
 pub mod socket;
+pub mod tracking;

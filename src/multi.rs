@@ -300,10 +300,24 @@ fn exec(
 /// when it queues a command.
 #[derive(Default)]
 pub struct CommandTable {
-    /// Lower-case name -> (arity, has subcommands).
-    commands: HashMap<Vec<u8>, (i64, bool)>,
+    /// Lower-case name (`container|sub` for subcommands) -> what Redis says of it.
+    commands: HashMap<Vec<u8>, Spec>,
     /// Commands flagged `no_multi`: refused inside a transaction.
     no_multi: hashbrown::HashSet<Vec<u8>>,
+}
+
+/// One command of Redis's table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spec {
+    pub arity: i64,
+    pub subs: bool,
+    /// Flagged `readonly`: Redis remembers its keys for a tracking client.
+    pub readonly: bool,
+    /// Flagged `movablekeys`: the key positions depend on the arguments.
+    pub movable: bool,
+    pub first: i64,
+    pub last: i64,
+    pub step: i64,
 }
 
 impl CommandTable {
@@ -329,6 +343,10 @@ impl CommandTable {
             _ => 0,
         };
         let mut subs = 0;
+        let mut spec = Spec {
+            arity,
+            ..Spec::default()
+        };
         for i in 2..fields {
             if i == 2 {
                 if let Some((_, flags)) = c.header() {
@@ -336,12 +354,27 @@ impl CommandTable {
                         let at = c.pos;
                         let flag = crate::resp::cursor::header(reply, at);
                         skip(c, reply);
-                        if flag.line == b"no_multi" {
-                            if let Some(n) = &name {
-                                self.no_multi.insert(n.clone());
+                        match flag.line {
+                            b"no_multi" => {
+                                if let Some(n) = &name {
+                                    self.no_multi.insert(n.clone());
+                                }
                             }
+                            b"readonly" => spec.readonly = true,
+                            b"movablekeys" => spec.movable = true,
+                            _ => {}
                         }
                     }
+                }
+            } else if (3..=5).contains(&i) {
+                let n = match c.header() {
+                    Some((b':', n)) => n,
+                    _ => 0,
+                };
+                match i {
+                    3 => spec.first = n,
+                    4 => spec.last = n,
+                    _ => spec.step = n,
                 }
             } else if i == 9 {
                 if let Some((_, n)) = c.header() {
@@ -355,7 +388,8 @@ impl CommandTable {
             }
         }
         if let Some(name) = name {
-            self.commands.insert(name, (arity, subs > 0));
+            spec.subs = subs > 0;
+            self.commands.insert(name, spec);
         }
     }
 
@@ -368,10 +402,23 @@ impl CommandTable {
         self.no_multi.contains(&args.get(0).to_ascii_lowercase())
     }
 
+    /// The entry of a command (of its subcommand, for a container), if Redis has it.
+    pub fn spec(&self, args: &Args) -> Option<Spec> {
+        let name = args.get(0).to_ascii_lowercase();
+        let spec = *self.commands.get(&name)?;
+        if spec.subs && args.len() >= 2 {
+            let mut full = name;
+            full.push(b'|');
+            full.extend(args.get(1).to_ascii_lowercase());
+            return self.commands.get(&full).copied();
+        }
+        Some(spec)
+    }
+
     /// The name Redis gives a command in errors (`client|id` for a subcommand), if it has it.
     pub fn full_name(&self, args: &Args) -> Option<String> {
         let name = args.get(0).to_ascii_lowercase();
-        let &(_, subs) = self.commands.get(&name)?;
+        let subs = self.commands.get(&name)?.subs;
         let mut full = name;
         if subs && args.len() >= 2 {
             full.push(b'|');
@@ -387,7 +434,7 @@ impl CommandTable {
             return None; // not known yet: Redis itself will refuse at EXEC
         }
         let name = args.get(0).to_ascii_lowercase();
-        let Some(&(arity, subs)) = self.commands.get(&name) else {
+        let Some(&Spec { arity, subs, .. }) = self.commands.get(&name) else {
             let mut list = String::new();
             for a in args.iter().skip(1) {
                 if list.len() >= 128 {
@@ -411,7 +458,7 @@ impl CommandTable {
             full.push(b'|');
             full.extend(args.get(1).to_ascii_lowercase());
             match self.commands.get(&full) {
-                Some(&(a, _)) => (full, a),
+                Some(spec) => (full, spec.arity),
                 None => {
                     let sub: String = String::from_utf8_lossy(args.get(1))
                         .chars()

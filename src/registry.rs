@@ -35,6 +35,8 @@ pub struct Details {
 
 pub struct Info {
     pub id: u64,
+    /// The shard serving the client.
+    pub shard: usize,
     pub addr: String,
     pub laddr: String,
     created: Instant,
@@ -127,8 +129,11 @@ impl Info {
 }
 
 /// Registers a connection; the returned guard removes it.
-pub fn register(id: u64, addr: String, laddr: String, db: u32) -> Registered {
-    let info = detached(id, addr, laddr, db);
+pub fn register(id: u64, shard: usize, addr: String, laddr: String, db: u32) -> Registered {
+    let mut info = detached(id, addr, laddr, db);
+    if let Some(i) = Arc::get_mut(&mut info) {
+        i.shard = shard;
+    }
     lock().insert(id, info.clone());
     Registered(info)
 }
@@ -137,6 +142,7 @@ pub fn register(id: u64, addr: String, laddr: String, db: u32) -> Registered {
 pub fn detached(id: u64, addr: String, laddr: String, db: u32) -> Arc<Info> {
     Arc::new(Info {
         id,
+        shard: 0,
         addr,
         laddr,
         created: Instant::now(),

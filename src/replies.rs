@@ -58,6 +58,10 @@ pub struct ClientShared {
     /// request for another one waits until the earlier replies are in: Redis then runs the
     /// client's commands in the order it sent them.
     pub last_conn: Cell<usize>,
+    /// Speaks RESP3, and has subscriptions: how an invalidation redirected to this client
+    /// reaches it (see `tracking`).
+    pub resp3: Cell<bool>,
+    pub pubsub: Cell<bool>,
     /// What CLIENT LIST shows of this client (see `registry`).
     info: std::cell::OnceCell<std::sync::Arc<crate::registry::Info>>,
 }
@@ -86,6 +90,8 @@ impl ClientShared {
             writing: Cell::new(false),
             muted: Cell::new(false),
             last_conn: Cell::new(0),
+            resp3: Cell::new(false),
+            pubsub: Cell::new(false),
             info: std::cell::OnceCell::new(),
         }
     }
@@ -117,14 +123,31 @@ impl ClientShared {
 
     /// A client that stops reading while replies pile up is dropped past the output limit.
     fn check_output_limit(&self, q: &Queue) -> bool {
-        q.ready.len() + q.held > self.output_limit
+        let over = q.ready.len() + q.held > self.output_limit;
+        if over {
+            let limit = self.output_limit;
+            crate::log::limit_hit(
+                "client-output-limit",
+                format_args!("a client's unsent replies passed {limit} bytes; disconnected"),
+            );
+        }
+        over
     }
 
     /// Appends a reply produced now, written by `f`.
     #[inline]
     pub fn push_local(&self, f: impl FnOnce(&mut BytesMut)) {
+        if self.muted.get() {
+            return;
+        }
+        self.push_always(f);
+    }
+
+    /// Appends what redis-server sends even under CLIENT REPLY OFF/SKIP: pub/sub confirmations
+    /// and messages, tracking invalidations.
+    pub fn push_always(&self, f: impl FnOnce(&mut BytesMut)) {
         let mut q = self.q.borrow_mut();
-        if q.dead || self.muted.get() {
+        if q.dead {
             return;
         }
         let q = &mut *q;
@@ -170,8 +193,17 @@ impl ClientShared {
     /// Reserves the place of a reply that will come later; returns its sequence number.
     #[inline]
     pub fn push_pending(&self) -> u64 {
+        self.push_pending_as(self.muted.get())
+    }
+
+    /// `push_pending` for a reply sent even under CLIENT REPLY OFF (see `push_always`).
+    pub fn push_pending_always(&self) -> u64 {
+        self.push_pending_as(false)
+    }
+
+    fn push_pending_as(&self, muted: bool) -> u64 {
         let mut q = self.q.borrow_mut();
-        q.slots.push_back(Slot::Pending(self.muted.get()));
+        q.slots.push_back(Slot::Pending(muted));
         q.pending += 1;
         q.head_seq + q.slots.len() as u64 - 1
     }

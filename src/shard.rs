@@ -5,6 +5,7 @@
 use crate::backend::supervisor::{check_timeout, supervise};
 use crate::backend::{Conn, Params, Status};
 use crate::cache::Cache;
+use crate::config::live::{Board, Live};
 use crate::config::Config;
 use crate::config::Invalidation;
 use crate::deliver::Waiter;
@@ -44,7 +45,12 @@ pub struct Shard {
     pub redis_addr: SocketAddr,
     pub cache: RefCell<Cache>,
     pub cache_on: bool,
-    pub expire_ms: u32,
+    /// --expire for entries cached from now on (SIGHUP may change it).
+    pub expire_ms: Cell<u32>,
+    /// The SIGHUP-changeable settings as this shard last applied them (see `refresh_live`).
+    settings: RefCell<Rc<Live>>,
+    board: Arc<Board>,
+    live_seen: Cell<u64>,
     pub inflight: RefCell<Inflight>,
     /// The pipelined connection every client of the shard shares (tracking, when caching).
     pub shared: Rc<Conn<Waiter>>,
@@ -52,6 +58,14 @@ pub struct Shard {
     pub pool: Pool,
     /// Subscriptions at Redis and the clients listening.
     pub pubsub: crate::pubsub::hub::Hub,
+    /// What this shard's tracking clients read (CLIENT TRACKING for the proxy's clients).
+    pub tracking: crate::tracking::table::Table,
+    /// The connection in BCAST tracking mode, for BCAST clients.
+    pub bcast: crate::tracking::bcast::Bcast,
+    /// The client whose command is being dispatched (0: none), for NOLOOP.
+    pub writer: Cell<u64>,
+    /// This shard's clients by id (redirect targets of tracking clients).
+    by_id: RefCell<hashbrown::HashMap<u64, Weak<ClientShared>>>,
     /// Redis's commands, for MULTI's queue-time checks (once the shared connection got it).
     commands: RefCell<Option<Rc<CommandTable>>>,
     /// Shared connections to the other dbs clients SELECTed, opened on first use.
@@ -67,7 +81,8 @@ pub struct Shard {
     epoch: Instant,
     now: Cell<u32>,
     stop: Cell<bool>,
-    stop_waker: Cell<Option<Waker>>,
+    /// One per accept loop (RESP, HTTP) waiting for shutdown.
+    stop_wakers: RefCell<Vec<Waker>>,
     clients: RefCell<Vec<Weak<ClientShared>>>,
     /// Client connections of this shard still being served.
     live: Cell<usize>,
@@ -84,6 +99,7 @@ impl Shard {
         cfg: Arc<Config>,
         redis_addr: SocketAddr,
         connections: Arc<AtomicUsize>,
+        board: Arc<Board>,
     ) -> Self {
         let capacity = cfg.shard_capacity();
         let tracking = cfg.invalidation == Invalidation::Tracking && capacity > 0;
@@ -97,11 +113,20 @@ impl Shard {
             redis_addr,
             cache: RefCell::new(Cache::new(capacity)),
             cache_on: capacity > 0,
-            expire_ms: cfg.expire.as_millis().min(u32::MAX as u128 / 2) as u32,
+            expire_ms: Cell::new(Live::of(&cfg).expire_ms()),
+            settings: RefCell::new(Rc::new(Live::of(&cfg))),
+            live_seen: Cell::new(0),
+            board,
             inflight: RefCell::new(Inflight::default()),
             shared,
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
             pubsub: Default::default(),
+            tracking: crate::tracking::table::Table::new(
+                cfg.tracking_table_max_keys.div_ceil(cfg.threads()).max(1),
+            ),
+            bcast: Default::default(),
+            writer: Cell::new(0),
+            by_id: RefCell::default(),
             commands: RefCell::new(None),
             other_dbs: RefCell::new(Vec::new()),
             oob: RefCell::new(None),
@@ -111,7 +136,7 @@ impl Shard {
             epoch: *crate::registry::EPOCH,
             now: Cell::new(0),
             stop: Cell::new(false),
-            stop_waker: Cell::new(None),
+            stop_wakers: RefCell::new(Vec::new()),
             clients: RefCell::new(Vec::new()),
             live: Cell::new(0),
             connections,
@@ -131,6 +156,7 @@ impl Shard {
             connect_timeout: cfg.connect_timeout,
             label: String::new(),
             log_connects: true,
+            bcast: false,
         }
     }
 
@@ -153,6 +179,25 @@ impl Shard {
         Some(t)
     }
 
+    /// The SIGHUP-changeable settings (requirepass, client limits) as of the last refresh.
+    pub fn live(&self) -> Rc<Live> {
+        self.settings.borrow().clone()
+    }
+
+    /// Takes up settings SIGHUP published: once per tick and per accepted connection, so the
+    /// shared generation word is read nowhere near the per-request path.
+    pub fn refresh_live(&self) {
+        let g = self.board.generation();
+        if g == self.live_seen.get() {
+            return;
+        }
+        let live = Live::clone(&self.board.current());
+        self.expire_ms.set(live.expire_ms());
+        *self.settings.borrow_mut() = Rc::new(live);
+        self.live_seen.set(g);
+        self.board.applied(self.id, g);
+    }
+
     /// Milliseconds on this shard's clock, as of the last `update_clock`. The clock wraps
     /// every 49.7 days: compare instants only through `wrapping_sub` (lifetimes and timeouts
     /// are far shorter than the 24.8 days that leaves).
@@ -171,24 +216,49 @@ impl Shard {
         ms
     }
 
-    /// A write (or an invalidation push) touched `key`.
+    /// A write through this shard touched `key` (the client being dispatched wrote it).
     #[inline]
     pub fn invalidate(&self, key: &[u8]) {
-        self.invalidate_from(key, Source::Write);
+        self.evict_for(key, Source::Write);
+        self.tracking.invalidate(self, key, self.writer.get());
     }
 
-    /// Redis's invalidation push named `key`.
+    /// `key` changed, by `writer`'s command (0: Redis told): drop it from the cache, poison
+    /// its fetches, tell the tracking clients that read it.
     #[inline]
-    pub fn invalidate_pushed(&self, key: &[u8]) {
-        self.invalidate_from(key, Source::Push);
+    pub fn invalidate_from(&self, key: &[u8], writer: u64) {
+        let source = if writer == 0 {
+            Source::Push
+        } else {
+            Source::Write
+        };
+        self.evict_for(key, source);
+        self.tracking.invalidate(self, key, writer);
+    }
+
+    /// Drops `key` from the cache and poisons its fetches: Redis's (BCAST) push named it.
+    #[inline]
+    pub fn evict(&self, key: &[u8]) {
+        self.evict_for(key, Source::Push);
     }
 
     #[inline]
-    fn invalidate_from(&self, key: &[u8], source: Source) {
+    fn evict_for(&self, key: &[u8], source: Source) {
         if self.cache.borrow_mut().remove(key) {
             self.stats.invalidated(source, 1);
         }
         self.inflight.borrow_mut().poison(key);
+    }
+
+    /// Whether the proxy can answer CLIENT TRACKING: its shared connections track what they
+    /// read (they do when it caches with Redis's invalidations).
+    pub fn client_tracking_possible(&self) -> bool {
+        self.shared.params.tracking
+    }
+
+    /// A client of this shard, by id.
+    pub fn client_by_id(&self, id: u64) -> Option<Rc<ClientShared>> {
+        self.by_id.borrow().get(&id).and_then(Weak::upgrade)
     }
 
     pub fn flush_cache(&self) {
@@ -218,6 +288,7 @@ impl Shard {
     /// once per batch of client input (a read-mostly word: no cache line bouncing).
     pub fn swapped_dbs(&self) {
         self.flush_cache();
+        self.tracking.flush_all(self);
         let e = SWAP_EPOCH.fetch_add(1, Ordering::SeqCst) + 1;
         self.swaps_seen.set(e);
     }
@@ -228,6 +299,7 @@ impl Shard {
         if e != self.swaps_seen.get() {
             self.swaps_seen.set(e);
             self.flush_cache();
+            self.tracking.flush_all(self);
         }
     }
 
@@ -340,9 +412,10 @@ impl Shard {
     /// however the connection ends.
     pub fn client_connected(&self, c: &Rc<ClientShared>) -> ClientSlot<'_> {
         self.clients.borrow_mut().push(Rc::downgrade(c));
+        self.by_id.borrow_mut().insert(c.id, Rc::downgrade(c));
         self.live.set(self.live.get() + 1);
         self.stats.connections.set(self.live.get() as u64);
-        ClientSlot(self)
+        ClientSlot(self, c.id)
     }
 
     pub fn stopping(&self) -> bool {
@@ -355,7 +428,10 @@ impl Shard {
             if self.stop.get() {
                 Poll::Ready(())
             } else {
-                self.stop_waker.set(Some(cx.waker().clone()));
+                let mut wakers = self.stop_wakers.borrow_mut();
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
@@ -365,7 +441,7 @@ impl Shard {
     /// Stops accepting and stops every client's reading; replies owed are still written.
     fn begin_stop(&self) {
         self.stop.set(true);
-        if let Some(w) = self.stop_waker.take() {
+        for w in self.stop_wakers.take() {
             w.wake();
         }
         for c in self.clients.borrow().iter().filter_map(Weak::upgrade) {
@@ -375,7 +451,7 @@ impl Shard {
 
     fn close_idle_clients(&self, now: u32) {
         let timeout = self
-            .cfg
+            .live()
             .client_idle_timeout
             .as_millis()
             .min(u32::MAX as u128) as u32;
@@ -404,6 +480,7 @@ impl Shard {
     }
 
     fn tick(self: &Rc<Self>, n: u64) {
+        self.refresh_live();
         let now = self.update_clock();
         let timeout = self.cfg.backend_timeout;
         check_timeout(&self.shared, &**self, now, timeout);
@@ -438,6 +515,7 @@ impl Shard {
             self.close_idle_clients(now);
         }
         self.close_killed_clients();
+        crate::tracking::table::take_mail(self);
         let mut cache = self.cache.borrow_mut();
         let budget = 1024.max(cache.len() / 32);
         cache.sweep(now, budget);
@@ -462,10 +540,11 @@ impl Shard {
     }
 }
 
-pub struct ClientSlot<'a>(&'a Shard);
+pub struct ClientSlot<'a>(&'a Shard, u64);
 
 impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
+        self.0.by_id.borrow_mut().remove(&self.1);
         self.0.live.set(self.0.live.get() - 1);
         self.0.stats.connections.set(self.0.live.get() as u64);
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
@@ -477,10 +556,14 @@ impl Drop for ClientSlot<'_> {
 pub struct Common {
     pub cfg: Arc<Config>,
     pub listen: SocketAddr,
+    /// --http, with its port resolved.
+    pub http: Option<SocketAddr>,
     pub redis_addr: SocketAddr,
     /// Set by the signal handler: begin shutdown.
     pub stop: Arc<AtomicBool>,
     pub connections: Arc<AtomicUsize>,
+    /// Settings SIGHUP changes.
+    pub board: Arc<Board>,
     /// Each shard reports here whether it bound its listener (and on which I/O driver).
     pub ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
 }
@@ -495,9 +578,11 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("shard-{id}"))
         .spawn(move || {
+            // Every event from this thread carries the shard's id.
+            let _span = tracing::info_span!("shard", id).entered();
             if let Some(core) = core {
                 if !core_affinity::set_for_current(core) {
-                    crate::log!(warn, "shard {id}: could not pin to core {}", core.id);
+                    tracing::warn!("shard {id}: could not pin to core {}", core.id);
                 }
             }
             let fut = run(id, common);
@@ -529,10 +614,10 @@ fn block_on<F: std::future::Future<Output = ()>>(fut: F) -> std::io::Result<()> 
                     rt.block_on(fut);
                     return Ok(());
                 }
-                Err(e) => crate::log!(warn, "io_uring setup refused ({e})"),
+                Err(e) => tracing::warn!("io_uring setup refused ({e})"),
             }
         }
-        crate::log!(warn, "io_uring unavailable; using epoll");
+        tracing::warn!("io_uring unavailable; using epoll");
     }
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
@@ -550,9 +635,11 @@ async fn run(id: usize, common: Common) {
     let Common {
         cfg,
         listen,
+        http,
         redis_addr,
         stop,
         connections,
+        board,
         ready,
     } = common;
     let listener = match crate::listener::bind(listen) {
@@ -562,7 +649,14 @@ async fn run(id: usize, common: Common) {
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections));
+    let http = match http.map(crate::listener::bind).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("shard {id}: cannot listen for HTTP: {e}")));
+            return;
+        }
+    };
+    let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections, board));
     let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
     monoio::spawn(supervise(shard.shared.clone(), shard.clone()));
     {
@@ -578,7 +672,17 @@ async fn run(id: usize, common: Common) {
             }
         });
     }
-    crate::listener::accept_loop(shard.clone(), listener).await;
+    if let Some(l) = http {
+        let refusal = crate::http::respond::REFUSAL;
+        monoio::spawn(crate::listener::accept_loop(
+            shard.clone(),
+            l,
+            refusal,
+            crate::http::serve,
+        ));
+    }
+    let refusal = crate::listener::RESP_REFUSAL;
+    crate::listener::accept_loop(shard.clone(), listener, refusal, crate::client::serve).await;
     // Stopped accepting and reading; let every client get the replies it is owed and close,
     // then return, which drops every task. A client that reads nothing is cut at the deadline.
     let deadline = Instant::now() + GRACE;

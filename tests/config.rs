@@ -1,5 +1,6 @@
 //! Configuration: `redis://` targets (credentials, db), environment
-//! variables, and invalid settings rejected at start-up.
+//! variables, the `--config` file and its precedence, `--check-config`, and
+//! invalid settings rejected at start-up.
 mod common;
 
 use common::*;
@@ -188,4 +189,210 @@ fn redis_unreachable_at_startup_then_appears() {
     });
     assert!(ok, "never recovered once redis came up; last {last:?}");
     assert_eq!(redis.cmd(&["GET", "k"]), Reply::bulk("v"));
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--check-config` with `args`/`env`: (exit code, stdout, stderr).
+fn check(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut all = vec!["--check-config"];
+    all.extend_from_slice(args);
+    let (status, out, err) = Proxy::run_capture(&all, env, TIMEOUT);
+    (status.code(), out, err)
+}
+
+/// The `key = value  # source` line --check-config printed for `key`.
+fn setting(out: &str, key: &str) -> (String, String) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{key} = ")) || l.starts_with(&format!("# {key} (")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{out}"));
+    let (value, source) = line.rsplit_once('#').expect("a source comment");
+    let value = value.trim().split_once(" = ").map_or("", |(_, v)| v);
+    (value.to_string(), source.trim().to_string())
+}
+
+#[test]
+fn check_config_prints_defaults() {
+    let (code, out, err) = check(&[], &[]);
+    assert_eq!(code, Some(0), "stderr: {err}");
+    for (key, value) in [
+        ("listen", "\"127.0.0.1:6380\""),
+        ("capacity", "10000"),
+        ("expire", "\"5m\""),
+        ("max-clients", "10000"),
+        ("invalidation", "\"tracking\""),
+        ("log-level", "\"info\""),
+        ("log-format", "\"text\""),
+    ] {
+        assert_eq!(
+            setting(&out, key),
+            (value.into(), "default".into()),
+            "{key}"
+        );
+    }
+    assert_eq!(setting(&out, "threads").1, "default");
+    assert!(out.contains("# threads (unset)"), "{out}");
+    assert!(out.trim_end().ends_with("configuration OK"), "{out}");
+}
+
+#[test]
+fn precedence_flags_env_file_defaults() {
+    let file = TempFile::new(
+        "precedence.toml",
+        "capacity = 111\nexpire = \"3m\"\nmax-clients = 333\nlog-format = \"json\"\n",
+    );
+    let (code, out, err) = check(
+        &["--config", file.path(), "--capacity", "1"],
+        &[("REDIS_PROXY_CAPACITY", "2"), ("REDIS_PROXY_EXPIRE", "2m")],
+    );
+    assert_eq!(code, Some(0), "stderr: {err}");
+    assert_eq!(setting(&out, "capacity"), ("1".into(), "flag".into()));
+    assert_eq!(setting(&out, "expire"), ("\"2m\"".into(), "env".into()));
+    assert_eq!(setting(&out, "max-clients"), ("333".into(), "file".into()));
+    assert_eq!(
+        setting(&out, "log-format"),
+        ("\"json\"".into(), "file".into())
+    );
+    assert_eq!(
+        setting(&out, "backend-timeout"),
+        ("\"5s\"".into(), "default".into())
+    );
+    // The file named by the environment instead of a flag.
+    let path = file.path().to_string();
+    let (code, out, _) = check(&[], &[("REDIS_PROXY_CONFIG", &path)]);
+    assert_eq!(code, Some(0));
+    assert_eq!(setting(&out, "capacity"), ("111".into(), "file".into()));
+}
+
+#[test]
+fn config_file_drives_the_running_proxy() {
+    let redis = RedisServer::start();
+    let file = TempFile::new(
+        "running.toml",
+        "capacity = 0\nthreads = 1\nconnect-timeout = \"500ms\"\n",
+    );
+    let proxy = Proxy::start(redis.port(), &["--config", file.path()]);
+    let mut p = proxy.connect();
+    assert_eq!(p.cmd(&["SET", "k", "v"]), Reply::ok());
+    let n0 = redis.cmdstat_calls("get");
+    assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("v"));
+    assert_eq!(p.cmd(&["GET", "k"]), Reply::bulk("v"));
+    assert_eq!(redis.cmdstat_calls("get"), n0 + 2, "capacity = 0 ignored");
+}
+
+#[test]
+fn config_file_rejections_name_file_key_and_reason() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("capcity = 5", "'capcity'", "unknown key"),
+        (
+            "max_clients = 5",
+            "'max_clients'",
+            "did you mean 'max-clients'",
+        ),
+        ("config = \"other.toml\"", "'config'", "unknown key"),
+        (
+            "capacity = \"lots\"",
+            "'capacity'",
+            "expected an integer, got string",
+        ),
+        ("expire = 300", "'expire'", "expected a string, got integer"),
+        (
+            "listen = true",
+            "'listen'",
+            "expected a string, got boolean",
+        ),
+        ("expire = \"soon\"", "'expire'", "invalid value 'soon'"),
+        (
+            "invalidation = \"sometimes\"",
+            "'invalidation'",
+            "invalid value",
+        ),
+        ("log-level = \"loud\"", "'log-level'", "invalid value"),
+        ("threads = 0", "'threads'", "--threads must be at least 1"),
+        ("expire = \"30days\"", "'expire'", "at most 20 days"),
+        ("max-clients = -1", "'max-clients'", "invalid value '-1'"),
+        ("capacity = [", "invalid TOML", "line 1"),
+    ];
+    for (text, what, why) in cases {
+        let file = TempFile::new("bad.toml", text);
+        for args in [
+            vec!["--config", file.path(), "--check-config"],
+            vec!["--config", file.path(), "--listen", "127.0.0.1:0"],
+        ] {
+            let (status, out, err) = Proxy::run_capture(&args, &[], TIMEOUT);
+            assert_eq!(status.code(), Some(2), "{text:?} {args:?}: {err}");
+            assert!(out.is_empty(), "{text:?}: printed a configuration: {out}");
+            for needle in [file.path(), what, why] {
+                assert!(err.contains(needle), "{text:?}: {needle:?} not in {err:?}");
+            }
+        }
+    }
+    let (code, _, err) = check(&["--config", "/nonexistent/redis-proxy.toml"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("/nonexistent/redis-proxy.toml: cannot read"),
+        "{err}"
+    );
+    // A value the file would refuse is fine when a flag overrides it... only if the file's
+    // value is valid itself: the whole file is checked.
+    let file = TempFile::new("overridden.toml", "capacity = \"lots\"");
+    let (code, _, err) = check(&["--config", file.path(), "--capacity", "5"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+#[test]
+fn check_config_exits_2_on_bad_flags_and_env() {
+    let (code, out, err) = check(&["--threads", "0"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(err.contains("--threads must be at least 1"), "{err}");
+    let (code, _, err) = check(&[], &[("REDIS_PROXY_EXPIRE", "soon")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("soon"), "{err}");
+}
+
+#[test]
+fn check_config_masks_secrets() {
+    const BACKEND_PW: &str = "backend-hunter2";
+    const CLIENT_PW: &str = "client-hunter2";
+    let url = format!("redis://bob:{BACKEND_PW}@127.0.0.1:6379/2");
+    let file = TempFile::new(
+        "secrets.toml",
+        &format!("redis = \"{url}\"\nrequirepass = \"{CLIENT_PW}\"\n"),
+    );
+    let from_flags = ["--redis", url.as_str(), "--requirepass", CLIENT_PW];
+    let from_env = [
+        ("REDIS_PROXY_REDIS", url.as_str()),
+        ("REDIS_PROXY_REQUIREPASS", CLIENT_PW),
+    ];
+    for (args, env) in [
+        (vec!["--config", file.path()], vec![]),
+        (from_flags.to_vec(), vec![]),
+        (vec![], from_env.to_vec()),
+    ] {
+        let (code, out, err) = check(&args, &env);
+        assert_eq!(code, Some(0), "{err}");
+        for pw in [BACKEND_PW, CLIENT_PW] {
+            assert!(
+                !out.contains(pw) && !err.contains(pw),
+                "secret shown:\n{out}{err}"
+            );
+        }
+        assert_eq!(
+            setting(&out, "redis").0,
+            "\"redis://bob:***@127.0.0.1:6379/2\""
+        );
+        assert_eq!(setting(&out, "requirepass").0, "\"***\"");
+    }
+}
+
+#[test]
+fn docker_example_config_is_valid() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker/config/redis-proxy.toml"
+    );
+    let (code, out, err) = check(&["--config", path], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(setting(&out, "capacity").1, "file");
 }

@@ -1,14 +1,15 @@
 //! Connection-stateful commands are refused with an `-ERR ... not supported`
 //! reply, and the connection stays usable. (HELLO is answered by the proxy
-//! itself: see auth.rs; transactions and blocking commands: transactions.rs, blocking.rs.)
+//! itself: see auth.rs; transactions and blocking commands: transactions.rs, blocking.rs;
+//! pub/sub: pubsub.rs.)
 mod common;
 
 use common::*;
 use std::time::{Duration, Instant};
 
 const REFUSED: &[(&[&str], &str)] = &[
-    (&["SUBSCRIBE", "chan"], "'subscribe'"),
-    (&["PSUBSCRIBE", "ch*"], "'psubscribe'"),
+    (&["PSYNC", "?", "-1"], "'psync'"),
+    (&["READONLY"], "'readonly'"),
     (&["SHUTDOWN", "NOSAVE"], "'shutdown'"),
 ];
 

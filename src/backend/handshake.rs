@@ -52,8 +52,7 @@ pub async fn open(p: &Params, hello: bool) -> Result<Opened, String> {
         } else if is_auth_error(&reply) {
             return Err(format!("authentication failed: {}", error_text(&reply)));
         } else {
-            crate::log!(
-                warn,
+            tracing::warn!(
                 "{}: Redis refused HELLO 3 ({}): RESP2 only, caching with TTL only",
                 p.label,
                 error_text(&reply)
@@ -85,8 +84,7 @@ pub async fn open(p: &Params, hello: bool) -> Result<Opened, String> {
         if reply.starts_with(b"+") {
             server.tracking = true;
         } else {
-            crate::log!(
-                warn,
+            tracing::warn!(
                 "{}: Redis refused CLIENT TRACKING ({}): caching with TTL only",
                 p.label,
                 error_text(&reply)

@@ -71,7 +71,7 @@ pub async fn reader<W, S: Sink<W>>(
         // After a reset the waiters belong to no one on this connection: a late reply must
         // not reach them. Invalidations already read still apply.
         if reset() {
-            apply_pushes(sink, &buf);
+            apply_pushes(sink, &buf, &conn.params);
             return Ended::Reset;
         }
         let mut consumed = 0;
@@ -123,11 +123,11 @@ pub async fn reader<W, S: Sink<W>>(
 }
 
 /// Applies the pushes among complete frames of a connection being abandoned.
-fn apply_pushes<W, S: Sink<W>>(sink: &S, buf: &[u8]) {
+fn apply_pushes<W, S: Sink<W>>(sink: &S, buf: &[u8], from: &super::Params) {
     let mut at = 0;
     while let Ok(Some(info)) = FrameScanner::default().scan(&buf[at..]) {
         if info.push {
-            sink.push(&buf[at..at + info.len]);
+            sink.push(&buf[at..at + info.len], from);
         }
         at += info.len;
     }
@@ -140,7 +140,7 @@ fn deliver<W, S: Sink<W>>(
     info: FrameInfo,
 ) -> Result<(), &'static str> {
     if info.push {
-        sink.push(frame);
+        sink.push(frame, &conn.params);
         return Ok(());
     }
     let (waiter, resp3) = {

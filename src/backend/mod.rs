@@ -29,8 +29,8 @@ use std::time::Duration;
 pub trait Sink<W> {
     /// The reply to the request `w` waited for. `resp3`: the connection speaks RESP3.
     fn reply(&self, w: W, frame: &[u8], info: FrameInfo, resp3: bool);
-    /// An out-of-band push frame (an invalidation).
-    fn push(&self, frame: &[u8]);
+    /// An out-of-band push frame (an invalidation, a message), read by the connection `from`.
+    fn push(&self, frame: &[u8], from: &Params);
     /// `w` gets no reply: its connection failed, with this error line (without `-`).
     fn fail(&self, w: W, msg: &str);
     /// A connection with CLIENT TRACKING came up or went down: invalidations may have been
@@ -40,9 +40,9 @@ pub trait Sink<W> {
     fn now(&self) -> u32;
     /// The connection is up, handshake done, before anything queued is written: the sink may
     /// queue what must come first (the subscriber connection restores its subscriptions).
-    fn connected(&self) {}
+    fn connected(&self, _from: &Params) {}
     /// The connection went down (or could not be made).
-    fn disconnected(&self) {}
+    fn disconnected(&self, _from: &Params) {}
 }
 
 /// How to connect and what to set up on the connection.
@@ -61,6 +61,9 @@ pub struct Params {
     pub label: String,
     /// Log each (re)connection: for long-lived connections, not per-client dedicated ones.
     pub log_connects: bool,
+    /// Carries CLIENT TRACKING in BCAST mode for the proxy's BCAST clients (set up by its
+    /// owner, not the handshake): its invalidations are broadcasts.
+    pub bcast: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,7 +33,7 @@ pub async fn supervise<W: 'static, S: Sink<W> + 'static>(conn: Rc<Conn<W>>, sink
                 was_up = true;
                 match ended {
                     Ended::Failed(why) => {
-                        crate::log!(warn, "{}: lost connection to Redis: {why}", p.label);
+                        tracing::warn!("{}: lost connection to Redis: {why}", p.label);
                         Some(("connection lost", why))
                     }
                     // Already marked down, with its cause (a timeout, or closed): keep that
@@ -50,7 +50,7 @@ pub async fn supervise<W: 'static, S: Sink<W> + 'static>(conn: Rc<Conn<W>>, sink
                     ),
                 };
                 if was_up {
-                    crate::log!(warn, "{}: Redis unavailable: {why}; retrying", p.label);
+                    tracing::warn!("{}: Redis unavailable: {why}; retrying", p.label);
                     was_up = false;
                 }
                 Some(("unavailable", why))
@@ -97,9 +97,7 @@ fn retire<W, S: Sink<W>>(conn: &Conn<W>, sink: &S) {
 async fn connect<W>(conn: &Conn<W>, hello: &mut bool) -> Result<Opened, String> {
     match open(&conn.params, *hello).await {
         Err(e) if *hello && e == HELLO_CLOSED => {
-            crate::log!(
-                warn,
-                "{}: the backend closed the connection on HELLO 3: RESP2 only, caching with TTL only",
+            tracing::warn!("{}: the backend closed the connection on HELLO 3: RESP2 only, caching with TTL only",
                 conn.params.label
             );
             *hello = false;
@@ -127,7 +125,7 @@ pub fn down<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, what: &str, why: String) {
                   // What the cache holds stays served while Redis is away (hits are the point of a cache);
                   // it is dropped when the connection is back (`serve`), since invalidations were missed.
     fail_all(conn, sink, &msg);
-    sink.disconnected();
+    sink.disconnected(&conn.params);
 }
 
 /// Retires a connection for good: no reconnect; what waits gets an error.
@@ -177,10 +175,9 @@ async fn serve<W: 'static, S: Sink<W> + 'static>(
     };
     conn.redis_id
         .store(o.server.id, std::sync::atomic::Ordering::Relaxed);
-    sink.connected();
+    sink.connected(&conn.params);
     if conn.params.log_connects {
-        crate::log!(
-            info,
+        tracing::info!(
             "{}: {} Redis at {} ({}, invalidation: {})",
             conn.params.label,
             if reconnect {
@@ -223,11 +220,7 @@ pub fn check_timeout<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, now: u32, timeout:
     };
     if stalled {
         let why = format!("Redis did not reply within {timeout:?}");
-        crate::log!(
-            warn,
-            "{}: {why}; resetting the connection",
-            conn.params.label
-        );
+        tracing::warn!("{}: {why}; resetting the connection", conn.params.label);
         conn.st.borrow_mut().timeouts += 1;
         down(conn, sink, "timeout", why);
     }

@@ -12,16 +12,21 @@ use std::time::Duration;
 const MAX_HEAD: usize = 8 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Binds `addr` and serves it on a thread named `admin`; returns the bound address.
-pub fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+/// Binds `addr`: done before the shards start, so that a port in use stops the process at
+/// once and probes connect from the start (they are answered once `serve` runs).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}
+
+/// Serves `listener` on a thread named `admin`; returns the bound address.
+pub fn serve(listener: TcpListener) -> std::io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             for stream in listener.incoming() {
                 match stream {
-                    Ok(s) => serve(s),
+                    Ok(s) => answer(s),
                     // EMFILE and friends: don't spin.
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -30,7 +35,7 @@ pub fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     Ok(bound)
 }
 
-fn serve(mut s: TcpStream) {
+fn answer(mut s: TcpStream) {
     let _ = s.set_read_timeout(Some(IO_TIMEOUT));
     let _ = s.set_write_timeout(Some(IO_TIMEOUT));
     let mut buf = Vec::with_capacity(1024);

@@ -84,7 +84,7 @@ impl Subscriber {
     /// Copies a message push to the client, in its protocol.
     fn deliver(&self, frame: &[u8]) {
         let resp2 = self.proto.get() == Proto::Resp2;
-        self.client.push_local(|o| {
+        self.client.push_always(|o| {
             let at = o.len();
             o.extend_from_slice(frame);
             if resp2 {
@@ -385,7 +385,7 @@ impl Sink<NoReply> for Shard {
         match w {}
     }
 
-    fn push(&self, frame: &[u8]) {
+    fn push(&self, frame: &[u8], _: &crate::backend::Params) {
         self.pubsub.push(frame);
     }
 
@@ -399,11 +399,11 @@ impl Sink<NoReply> for Shard {
         Shard::now(self)
     }
 
-    fn connected(&self) {
+    fn connected(&self, _: &crate::backend::Params) {
         self.pubsub.connected();
     }
 
-    fn disconnected(&self) {
+    fn disconnected(&self, _: &crate::backend::Params) {
         self.pubsub.disconnected();
     }
 }

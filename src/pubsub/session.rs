@@ -74,10 +74,11 @@ pub fn subscribe(
     }
     hub.send();
     show(client, &sub);
+    // Sent even under CLIENT REPLY OFF, as by redis-server.
     if waits.is_empty() {
-        client.push_local(|o| o.extend_from_slice(&reply));
+        client.push_always(|o| o.extend_from_slice(&reply));
     } else {
-        let seq = client.push_pending();
+        let seq = client.push_pending_always();
         hub.wait(client, seq, reply, class, &waits);
     }
     Flow::Next
@@ -117,7 +118,7 @@ pub fn unsubscribe(
     if let Some(sub) = &s.sub {
         show(client, sub);
     }
-    client.push_local(|o| o.extend_from_slice(&reply));
+    client.push_always(|o| o.extend_from_slice(&reply));
     Flow::Next
 }
 
@@ -201,6 +202,7 @@ pub fn subscribed_mode(shard: &Shard, client: &ClientShared, s: &Session, args: 
 fn show(client: &ClientShared, sub: &Subscriber) {
     let n = |c: Class| sub.len(c) as i64;
     let (ch, pat, sh) = (n(Class::Channel), n(Class::Pattern), n(Class::Shard));
+    client.pubsub.set(ch + pat + sh > 0);
     client.info().update(|d| {
         d.sub = ch;
         d.psub = pat;

@@ -315,11 +315,12 @@ impl Proxy {
 
     fn command(args: &[String], env: &[(String, String)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-proxy"));
-        // Only what the test asks for: no REDIS_PROXY_* settings or driver
-        // overrides leaking in from the caller's environment.
+        // Only what the test asks for: no REDIS_PROXY_* settings, driver
+        // overrides or log filter leaking in from the caller's environment.
         for (var, _) in std::env::vars_os() {
             let name = var.to_string_lossy();
-            if name.starts_with("REDIS_PROXY_") || name.starts_with("MONOIO_") {
+            if name.starts_with("REDIS_PROXY_") || name.starts_with("MONOIO_") || name == "RUST_LOG"
+            {
                 cmd.env_remove(&var);
             }
         }
@@ -379,23 +380,37 @@ impl Proxy {
         env: &[(&str, &str)],
         timeout: Duration,
     ) -> (ExitStatus, String) {
+        let (status, _, stderr) = Self::run_capture(args, env, timeout);
+        (status, stderr)
+    }
+
+    /// Like [`run_to_exit`](Self::run_to_exit), keeping stdout too: (status, stdout, stderr).
+    pub fn run_capture(
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> (ExitStatus, String, String) {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut child = Self::command(&args, &env)
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn redis-proxy");
-        let mut stderr = child.stderr.take().unwrap();
-        let reader = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            thread::spawn(move || {
+                let mut s = String::new();
+                let _ = pipe.read_to_string(&mut s);
+                s
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().unwrap()));
+        let err = drain(Box::new(child.stderr.take().unwrap()));
         match wait_timeout(&mut child, timeout) {
-            Some(status) => (status, reader.join().unwrap()),
+            Some(status) => (status, out.join().unwrap(), err.join().unwrap()),
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -969,5 +984,58 @@ impl Rng {
     }
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+}
+
+/// A file in the temp dir (a config file, a password file), removed on drop.
+pub struct TempFile {
+    path: PathBuf,
+}
+
+static TEMP_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl TempFile {
+    pub fn new(name: &str, contents: &str) -> Self {
+        let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "redis-proxy-test-{}-{seq}-{name}",
+            std::process::id()
+        ));
+        let f = TempFile { path };
+        f.write(contents);
+        f
+    }
+
+    /// Replaces the contents in one step (write aside, rename), so a reader never sees half.
+    pub fn write(&self, contents: &str) {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, contents).expect("write temp file");
+        std::fs::rename(&tmp, &self.path).expect("rename temp file");
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Proxy {
+    /// Waits until the log has a line containing `needle`, or panics with the log.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let mut log = String::new();
+        let found = wait_until(timeout, || {
+            log = self.log_contents();
+            log.contains(needle)
+        });
+        assert!(
+            found,
+            "no log line with {needle:?} within {timeout:?}; log:\n{log}"
+        );
+        log
     }
 }

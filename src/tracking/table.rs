@@ -1,0 +1,268 @@
+//! A shard's tracking table: which of its tracking clients read which key, and the sending of
+//! invalidations, to the client itself (a RESP3 push) or to the client it redirects to (a push,
+//! or a `__redis__:invalidate` message to a RESP2 subscriber), on this shard or another.
+
+use super::Tracker;
+use crate::replies::ClientShared;
+use crate::resp::encode::Proto;
+use crate::resp::write::{put_bulk, put_header};
+use crate::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use hashbrown::HashMap;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Table {
+    /// Key -> ids of the clients that read it since its last invalidation.
+    keys: RefCell<HashMap<Bytes, Vec<u64>>>,
+    /// Tracking clients of this shard, by id.
+    trackers: RefCell<HashMap<u64, Rc<Tracker>>>,
+    /// Invalidations for the client whose write caused them: sent once the write's reply has
+    /// its place, as redis-server sends them after the reply.
+    own: RefCell<Vec<(Rc<Tracker>, Bytes)>>,
+    /// Most keys remembered; past it, a key is forgotten and its readers invalidated.
+    max_keys: usize,
+}
+
+impl Table {
+    pub fn new(max_keys: usize) -> Self {
+        Table {
+            max_keys: max_keys.max(1),
+            ..Default::default()
+        }
+    }
+
+    pub fn add(&self, t: &Rc<Tracker>) {
+        self.trackers.borrow_mut().insert(t.id(), t.clone());
+    }
+
+    /// The client stopped tracking (OFF, RESET, left). Its ids stay in the key lists until
+    /// those keys are invalidated; they are skipped then.
+    pub fn remove(&self, id: u64) {
+        self.trackers.borrow_mut().remove(&id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.trackers.borrow().is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.borrow().len()
+    }
+
+    /// `t` read `key`.
+    pub fn remember(&self, shard: &Shard, t: &Tracker, key: &[u8]) {
+        let mut keys = self.keys.borrow_mut();
+        if let Some(ids) = keys.get_mut(key) {
+            if !ids.contains(&t.id()) {
+                ids.push(t.id());
+            }
+            return;
+        }
+        let evicted = if keys.len() >= self.max_keys {
+            let victim = keys.keys().next().cloned();
+            victim.and_then(|k| keys.remove_entry(&k))
+        } else {
+            None
+        };
+        keys.insert(Bytes::copy_from_slice(key), vec![t.id()]);
+        drop(keys);
+        // Forgetting a key must not leave a client holding it unwarned.
+        if let Some((key, ids)) = evicted {
+            self.notify(shard, &key, ids, 0);
+        }
+    }
+
+    /// `key` changed: a write by client `writer` through this shard (0: Redis told).
+    pub fn invalidate(&self, shard: &Shard, key: &[u8], writer: u64) {
+        let Some((key, ids)) = self.keys.borrow_mut().remove_entry(key) else {
+            return;
+        };
+        self.notify(shard, &key, ids, writer);
+    }
+
+    fn notify(&self, shard: &Shard, key: &Bytes, ids: Vec<u64>, writer: u64) {
+        for id in ids {
+            let Some(t) = self.trackers.borrow().get(&id).cloned() else {
+                continue;
+            };
+            if t.bcast.get() {
+                continue;
+            }
+            if id == writer {
+                if !t.noloop.get() {
+                    self.own.borrow_mut().push((t, key.clone()));
+                }
+                continue;
+            }
+            send(shard, &t, Some(std::slice::from_ref(key)));
+        }
+    }
+
+    /// Sends the writer's own invalidations, now that its reply has its place.
+    pub fn flush_own(&self, shard: &Shard) {
+        if self.own.borrow().is_empty() {
+            return;
+        }
+        let own = std::mem::take(&mut *self.own.borrow_mut());
+        for (t, key) in own {
+            send(shard, &t, Some(std::slice::from_ref(&key)));
+        }
+    }
+
+    /// Everything may have changed (FLUSHALL, FLUSHDB, SWAPDB, a lost tracking connection):
+    /// every tracking client is told to drop everything.
+    pub fn flush_all(&self, shard: &Shard) {
+        self.keys.borrow_mut().clear();
+        let all: Vec<Rc<Tracker>> = self.trackers.borrow().values().cloned().collect();
+        for t in all {
+            send(shard, &t, None);
+        }
+    }
+
+    /// The BCAST connection was lost and is back: BCAST clients drop everything.
+    pub fn flush_bcast(&self, shard: &Shard) {
+        let all: Vec<Rc<Tracker>> = self
+            .trackers
+            .borrow()
+            .values()
+            .filter(|t| t.bcast.get())
+            .cloned()
+            .collect();
+        for t in all {
+            send(shard, &t, None);
+        }
+    }
+
+    /// Keys Redis broadcast (BCAST): each BCAST client hears of those matching its prefixes.
+    pub fn broadcast(&self, shard: &Shard, keys: &[Bytes]) {
+        let all: Vec<Rc<Tracker>> = self
+            .trackers
+            .borrow()
+            .values()
+            .filter(|t| t.bcast.get())
+            .cloned()
+            .collect();
+        // One message per prefix of the client, in prefix order, as redis-server sends them.
+        for t in all {
+            let mut prefixes = t.prefixes.borrow().clone();
+            prefixes.sort();
+            for p in &prefixes {
+                let mine: Vec<Bytes> = keys.iter().filter(|k| k.starts_with(p)).cloned().collect();
+                if !mine.is_empty() {
+                    send(shard, &t, Some(&mine));
+                }
+            }
+        }
+    }
+}
+
+/// Sends `t` an invalidation of `keys` (`None`: of everything), where redis-server would.
+fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
+    let target = t.redirect.get();
+    if target == 0 {
+        if t.proto.get() == Proto::Resp3 {
+            let msg = message(keys, true, Proto::Resp3);
+            t.client.push_always(|o| o.extend_from_slice(&msg));
+            t.client.wake_writer();
+        }
+        return; // RESP2 without redirect: nothing can carry it, as with Redis
+    }
+    // Redis writes the null in the tracking client's own protocol, whoever receives it.
+    let null3 = t.proto.get() == Proto::Resp3;
+    if let Some(r) = shard.client_by_id(target) {
+        deliver_to(&r, keys, null3);
+        return;
+    }
+    match crate::registry::get(target) {
+        Some(info) => post(info.shard, target, keys.map(|k| k.to_vec()), null3),
+        None => {
+            t.broken.set(true);
+            if t.proto.get() == Proto::Resp3 {
+                t.client.push_always(|o| {
+                    put_header(o, b'>', 2);
+                    put_bulk(o, b"tracking-redir-broken");
+                    put_header(o, b':', target as i64);
+                });
+                t.client.wake_writer();
+            }
+        }
+    }
+}
+
+/// An invalidation as redirect target `r` receives it: a push in RESP3, a message on
+/// `__redis__:invalidate` to a RESP2 client with subscriptions, nothing otherwise.
+fn deliver_to(r: &ClientShared, keys: Option<&[Bytes]>, null3: bool) {
+    let proto = if r.resp3.get() {
+        Proto::Resp3
+    } else if r.pubsub.get() {
+        Proto::Resp2
+    } else {
+        return;
+    };
+    let msg = message(keys, null3, proto);
+    r.push_always(|o| o.extend_from_slice(&msg));
+    r.wake_writer();
+}
+
+fn message(keys: Option<&[Bytes]>, null3: bool, proto: Proto) -> BytesMut {
+    let mut o = BytesMut::new();
+    if proto == Proto::Resp3 {
+        put_header(&mut o, b'>', 2);
+        put_bulk(&mut o, b"invalidate");
+    } else {
+        put_header(&mut o, b'*', 3);
+        put_bulk(&mut o, b"message");
+        put_bulk(&mut o, b"__redis__:invalidate");
+    }
+    match keys {
+        Some(keys) => {
+            put_header(&mut o, b'*', keys.len() as i64);
+            for k in keys {
+                put_bulk(&mut o, k);
+            }
+        }
+        None if null3 => o.extend_from_slice(b"_\r\n"),
+        None => o.extend_from_slice(b"$-1\r\n"),
+    }
+    o
+}
+
+/// Invalidations for redirect targets on another shard: (shard, target id, keys, null in
+/// RESP3). Taken by the target's shard on its next input batch or tick.
+type Mail = (usize, u64, Option<Vec<Bytes>>, bool);
+static MAILBOX: Mutex<Vec<Mail>> = Mutex::new(Vec::new());
+static MAIL: AtomicBool = AtomicBool::new(false);
+
+fn post(shard: usize, target: u64, keys: Option<Vec<Bytes>>, null3: bool) {
+    MAILBOX
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((shard, target, keys, null3));
+    MAIL.store(true, Ordering::Release);
+}
+
+/// Delivers what other shards posted for this shard's clients (a read-mostly flag when there
+/// is nothing).
+pub fn take_mail(shard: &Shard) {
+    if !MAIL.load(Ordering::Relaxed) {
+        return;
+    }
+    let mine: Vec<Mail> = {
+        let mut all = MAILBOX.lock().unwrap_or_else(|e| e.into_inner());
+        let (mine, rest): (Vec<Mail>, Vec<Mail>) = all.drain(..).partition(|m| m.0 == shard.id);
+        *all = rest;
+        if all.is_empty() {
+            MAIL.store(false, Ordering::Release);
+        }
+        mine
+    };
+    for (_, target, keys, null3) in mine {
+        if let Some(r) = shard.client_by_id(target) {
+            deliver_to(&r, keys.as_deref(), null3);
+        }
+    }
+}

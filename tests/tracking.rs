@@ -1,0 +1,325 @@
+//! CLIENT TRACKING for the proxy's clients: the commands byte for byte as redis-server answers
+//! them, and invalidations for writes through the proxy (either shard), straight on Redis,
+//! by the client itself (after its reply; none with NOLOOP), OPTIN/OPTOUT, REDIRECT to a RESP2
+//! subscriber, BCAST prefixes, flushes, a bounded table, a redirect target that left.
+mod common;
+#[path = "common/frames.rs"]
+mod frames;
+
+use common::{Proxy, RedisServer};
+use frames::Wire;
+use std::time::Duration;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn invalidate(keys: &[&str]) -> String {
+    let mut s = format!(">2\r\n$10\r\ninvalidate\r\n*{}\r\n", keys.len());
+    for k in keys {
+        s += &format!("${}\r\n{k}\r\n", k.len());
+    }
+    s
+}
+
+fn resp3(port: u16) -> Wire {
+    let mut c = Wire::connect(port);
+    c.send(&["HELLO", "3"]);
+    c.frame();
+    c
+}
+
+/// Replies of `script`, straight at Redis and through the proxy, compared byte for byte.
+fn same_replies(redis: &RedisServer, proxy: &Proxy, hello3: bool, script: &[&[&str]]) {
+    let (mut d, mut p) = if hello3 {
+        (resp3(redis.port()), resp3(proxy.port()))
+    } else {
+        (Wire::connect(redis.port()), Wire::connect(proxy.port()))
+    };
+    for args in script {
+        let want = text(&{
+            d.send(args);
+            d.frame()
+        });
+        let got = text(&{
+            p.send(args);
+            p.frame()
+        });
+        assert_eq!(got, want, "{args:?} (RESP3: {hello3})");
+    }
+}
+
+const COMMANDS: &[&[&str]] = &[
+    &["CLIENT", "TRACKINGINFO"],
+    &["CLIENT", "GETREDIR"],
+    &["CLIENT", "CACHING", "yes"],
+    &["CLIENT", "TRACKING", "maybe"],
+    &["CLIENT", "TRACKING", "on", "frob"],
+    &["CLIENT", "TRACKING", "on", "prefix", "a"],
+    &["CLIENT", "TRACKING", "on", "optin", "optout"],
+    &["CLIENT", "TRACKING", "on", "bcast", "optin"],
+    &["CLIENT", "TRACKING", "on", "redirect", "x"],
+    &["CLIENT", "TRACKING", "on", "redirect", "999999"],
+    &["CLIENT", "TRACKING", "on", "optin", "noloop"],
+    &["CLIENT", "TRACKINGINFO"],
+    &["CLIENT", "GETREDIR"],
+    &["CLIENT", "CACHING", "no"],
+    &["CLIENT", "CACHING", "maybe"],
+    &["CLIENT", "CACHING", "yes"],
+    &["CLIENT", "TRACKINGINFO"],
+    &["CLIENT", "TRACKING", "on", "optout"],
+    &["CLIENT", "TRACKING", "on", "bcast"],
+    &["CLIENT", "TRACKING", "off"],
+    &[
+        "CLIENT", "TRACKING", "on", "bcast", "prefix", "ab", "prefix", "a",
+    ],
+    &[
+        "CLIENT", "TRACKING", "on", "bcast", "prefix", "ab", "prefix", "cd",
+    ],
+    &["CLIENT", "TRACKING", "on", "bcast", "prefix", "abc"],
+    &["CLIENT", "TRACKING", "on", "bcast", "prefix", "ef"],
+    &["CLIENT", "TRACKINGINFO"],
+    &["CLIENT", "TRACKING", "off"],
+    &["CLIENT", "TRACKINGINFO"],
+];
+
+#[test]
+fn commands_as_redis() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "2"]);
+    same_replies(&redis, &proxy, false, COMMANDS);
+    same_replies(&redis, &proxy, true, COMMANDS);
+}
+
+/// Reads through the cache and forwarded; writes through the proxy from connections on every
+/// shard and straight on Redis: each invalidates the tracking client, once.
+#[test]
+fn invalidations_for_every_kind_of_write() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "2"]);
+    let mut setup = Wire::connect(redis.port());
+    setup.cmd(&["HSET", "h", "f", "v"]);
+    let mut writers: Vec<Wire> = (0..6).map(|_| Wire::connect(proxy.port())).collect();
+    let mut direct = Wire::connect(redis.port());
+    for round in 0..4 {
+        let mut t = resp3(proxy.port());
+        assert_eq!(t.cmd(&["CLIENT", "TRACKING", "ON"]), "+OK\r\n");
+        let k = format!("k{round}");
+        // Through the cache (twice: a miss, then a hit), and forwarded.
+        t.cmd(&["GET", &k]);
+        t.cmd(&["GET", &k]);
+        t.cmd(&["HGET", "h", "f"]);
+        t.cmd(&["MGET", "m1", "m2"]);
+        for w in writers.iter_mut() {
+            assert_eq!(w.cmd(&["SET", &k, "x"]), "+OK\r\n");
+            assert_eq!(text(&t.frame()), invalidate(&[&k]), "round {round}");
+            t.cmd(&["GET", &k]); // read again: tracked again
+        }
+        assert_eq!(direct.cmd(&["HSET", "h", "f", "w"]), ":0\r\n");
+        assert_eq!(text(&t.frame()), invalidate(&["h"]));
+        direct.cmd(&["MSET", "m1", "1", "m2", "2"]);
+        let mut got = vec![text(&t.frame()), text(&t.frame())];
+        got.sort();
+        assert_eq!(got, [invalidate(&["m1"]), invalidate(&["m2"])]);
+        // A key no longer tracked (invalidated, not read since) gives nothing: the next push is
+        // the sentinel's.
+        direct.cmd(&["SET", "m1", "again"]);
+        t.cmd(&["GET", "sentinel"]);
+        direct.cmd(&["SET", "sentinel", "1"]);
+        assert_eq!(text(&t.frame()), invalidate(&["sentinel"]));
+    }
+}
+
+/// The client's own write: its invalidation follows the write's reply, as from Redis; with
+/// NOLOOP there is none, while other clients' writes still invalidate.
+#[test]
+fn own_writes_and_noloop() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "2"]);
+    let script: &[&[&str]] = &[
+        &["CLIENT", "TRACKING", "ON"],
+        &["GET", "own"],
+        &["SET", "own", "1"],
+        &["GET", "own"],
+    ];
+    let mut replies = Vec::new();
+    for port in [redis.port(), proxy.port()] {
+        Wire::connect(redis.port()).cmd(&["DEL", "own"]);
+        let mut c = resp3(port);
+        for args in script {
+            c.send(args);
+        }
+        replies.push((0..5).map(|_| text(&c.frame())).collect::<Vec<_>>());
+    }
+    assert_eq!(replies[1], replies[0]);
+    let mut t = resp3(proxy.port());
+    t.cmd(&["CLIENT", "TRACKING", "ON", "NOLOOP"]);
+    t.cmd(&["GET", "a"]);
+    t.cmd(&["GET", "b"]);
+    assert_eq!(t.cmd(&["SET", "a", "mine"]), "+OK\r\n");
+    let mut other = Wire::connect(proxy.port());
+    other.cmd(&["SET", "b", "theirs"]);
+    assert_eq!(
+        text(&t.frame()),
+        invalidate(&["b"]),
+        "no invalidation for a"
+    );
+}
+
+#[test]
+fn optin_and_optout() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1"]);
+    let mut w = Wire::connect(redis.port());
+    let mut t = resp3(proxy.port());
+    t.cmd(&["CLIENT", "TRACKING", "ON", "OPTIN"]);
+    t.cmd(&["GET", "skipped"]);
+    assert_eq!(t.cmd(&["CLIENT", "CACHING", "YES"]), "+OK\r\n");
+    t.cmd(&["GET", "kept"]);
+    t.cmd(&["GET", "skipped2"]); // CACHING YES applied to one command only
+    w.cmd(&["MSET", "skipped", "1", "skipped2", "1"]);
+    w.cmd(&["SET", "kept", "1"]);
+    assert_eq!(text(&t.frame()), invalidate(&["kept"]));
+    let mut t = resp3(proxy.port());
+    t.cmd(&["CLIENT", "TRACKING", "ON", "OPTOUT"]);
+    t.cmd(&["CLIENT", "CACHING", "NO"]);
+    t.cmd(&["GET", "out1"]);
+    t.cmd(&["GET", "in1"]);
+    w.cmd(&["SET", "out1", "1"]);
+    w.cmd(&["SET", "in1", "1"]);
+    assert_eq!(text(&t.frame()), invalidate(&["in1"]));
+}
+
+/// RESP2: invalidations go to the client named by REDIRECT, subscribed to
+/// `__redis__:invalidate`, wherever its shard; when it leaves, a RESP3 tracker hears so.
+#[test]
+fn redirect_to_a_resp2_subscriber() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "2"]);
+    let mut w = Wire::connect(redis.port());
+    for round in 0..6 {
+        let mut r = Wire::connect(proxy.port());
+        let id = r.cmd(&["CLIENT", "ID"]);
+        let id = id.trim_start_matches(':').trim_end();
+        r.cmd(&["SUBSCRIBE", "__redis__:invalidate"]);
+        let mut t = Wire::connect(proxy.port());
+        assert_eq!(
+            t.cmd(&["CLIENT", "TRACKING", "ON", "REDIRECT", id]),
+            "+OK\r\n"
+        );
+        assert_eq!(t.cmd(&["CLIENT", "GETREDIR"]), format!(":{id}\r\n"));
+        let k = format!("r{round}");
+        t.cmd(&["GET", &k]);
+        w.cmd(&["SET", &k, "1"]);
+        r.set_read_timeout(Duration::from_secs(10));
+        assert_eq!(
+            text(&r.frame()),
+            format!(
+                "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n${}\r\n{k}\r\n",
+                k.len()
+            ),
+            "round {round}"
+        );
+        w.cmd(&["FLUSHALL"]);
+        assert_eq!(
+            text(&r.frame()),
+            "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n"
+        );
+    }
+    // The target leaves: a RESP3 tracker is told its redirect is broken.
+    let mut r = Wire::connect(proxy.port());
+    let id = r.cmd(&["CLIENT", "ID"]);
+    let id = id.trim_start_matches(':').trim_end().to_string();
+    let mut t = resp3(proxy.port());
+    t.cmd(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id]);
+    t.cmd(&["GET", "gone"]);
+    drop(r);
+    let mut killed = Wire::connect(proxy.port());
+    assert!(common::wait_until(Duration::from_secs(5), || !killed
+        .cmd(&["CLIENT", "LIST"])
+        .contains(&format!("id={id} "))));
+    w.cmd(&["SET", "gone", "1"]);
+    assert_eq!(
+        text(&t.frame()),
+        format!(">2\r\n$21\r\ntracking-redir-broken\r\n:{id}\r\n")
+    );
+    assert!(t
+        .cmd(&["CLIENT", "TRACKINGINFO"])
+        .contains("broken_redirect"));
+}
+
+#[test]
+fn bcast_prefixes() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "2"]);
+    let mut w = Wire::connect(redis.port());
+    let mut through = Wire::connect(proxy.port());
+    for round in 0..4 {
+        let mut t = resp3(proxy.port());
+        assert_eq!(
+            t.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "user:", "PREFIX", "cfg"]),
+            "+OK\r\n"
+        );
+        // A broader prefix of another client on the same shard rebuilds the registration.
+        let mut broad = resp3(proxy.port());
+        broad.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "us"]);
+        w.cmd(&["MSET", "user:1", "a", "other", "b"]);
+        assert_eq!(text(&t.frame()), invalidate(&["user:1"]), "round {round}");
+        assert_eq!(text(&broad.frame()), invalidate(&["user:1"]));
+        through.cmd(&["SET", "cfg.x", "1"]);
+        assert_eq!(text(&t.frame()), invalidate(&["cfg.x"]));
+        through.cmd(&["SET", "usual", "1"]);
+        assert_eq!(text(&broad.frame()), invalidate(&["usual"]));
+        w.cmd(&["SET", "user:2", "1"]);
+        assert_eq!(text(&t.frame()), invalidate(&["user:2"]), "not usual's");
+    }
+}
+
+#[test]
+fn flushall_invalidates_everything() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "2"]);
+    let mut t = resp3(proxy.port());
+    t.cmd(&["CLIENT", "TRACKING", "ON"]);
+    t.cmd(&["GET", "x"]);
+    Wire::connect(proxy.port()).cmd(&["FLUSHALL"]);
+    assert_eq!(text(&t.frame()), ">2\r\n$10\r\ninvalidate\r\n_\r\n");
+}
+
+/// Past --tracking-table-max-keys a key is forgotten, and whoever read it told at once.
+#[test]
+fn bounded_table_invalidates_what_it_forgets() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(
+        redis.port(),
+        &["--threads", "1", "--tracking-table-max-keys", "10"],
+    );
+    let mut t = resp3(proxy.port());
+    t.cmd(&["CLIENT", "TRACKING", "ON"]);
+    for i in 0..10 {
+        assert!(t.cmd(&["GET", &format!("b{i}")]).starts_with('_'));
+    }
+    t.send(&["GET", "b10"]);
+    let first = text(&t.frame());
+    let second = text(&t.frame());
+    let (push, reply) = if first.starts_with('>') {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(reply, "_\r\n");
+    assert!(
+        push.starts_with(">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\nb"),
+        "{push:?}"
+    );
+}
+
+#[test]
+fn refused_without_a_coherent_cache() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--capacity", "0"]);
+    let mut t = resp3(proxy.port());
+    assert!(t
+        .cmd(&["CLIENT", "TRACKING", "ON"])
+        .starts_with("-ERR CLIENT TRACKING through redis-proxy needs"));
+}
