@@ -18,7 +18,11 @@ const WAIT: Duration = Duration::from_secs(10);
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read the response");
     let status = resp
@@ -267,4 +271,33 @@ fn promtool_accepts_metrics() {
     let (_, text) = get(admin, "/metrics");
     let (ok, out) = run_with_input(Command::new("promtool").args(["check", "metrics"]), &text);
     assert!(ok, "promtool check metrics: {out}\n{text}");
+}
+
+/// Requests from the HTTP front-end count as RESP ones do.
+#[test]
+fn http_requests_are_counted() {
+    let redis = RedisServer::start();
+    let web = free_port();
+    let web_addr = format!("127.0.0.1:{web}");
+    let (proxy, admin) = start(&redis, &["--threads", "1", "--http", &web_addr]);
+    let scraper = Scraper {
+        port: admin,
+        python: python(),
+    };
+    assert!(wait_until(WAIT, || get(admin, "/readyz").0 == 200));
+    assert_eq!(proxy.connect().cmd(&["SET", "k", "v"]), Reply::ok());
+    let before = scraper.scrape();
+    let delta = |s: &str| {
+        let after = scraper.scrape();
+        after.get(s).copied().unwrap_or(0.0) - before.get(s).copied().unwrap_or(0.0)
+    };
+    let req = |class: &str| format!("redis_proxy_requests_total{{class={class}}}");
+    assert_eq!(get(web, "/k"), (200, "v".into())); // miss
+    scraper.wait_for("redis_proxy_cache_entries{}", 1.0);
+    assert_eq!(get(web, "/k"), (200, "v".into())); // hit
+    assert_eq!(http(web, "POST", "/k").0, 405); // error
+    assert_eq!(delta(&req("miss")), 1.0);
+    assert_eq!(delta(&req("hit")), 1.0);
+    assert_eq!(delta(&req("error")), 1.0);
+    assert_eq!(delta(&req("local")), 0.0);
 }
