@@ -16,7 +16,8 @@ HELPER="$PERF_DIR/redis_suite.py"
 DEFAULT_UNITS="unit/type/string unit/type/incr unit/type/hash unit/type/set unit/type/zset
 unit/type/list unit/type/list-2 unit/type/stream unit/type/stream-cgroups unit/multi unit/expire
 unit/keyspace unit/scan unit/bitops unit/bitfield unit/sort unit/dump unit/geo unit/hyperloglog
-unit/scripting unit/functions unit/info-command unit/introspection-2 unit/protocol unit/quit"
+unit/scripting unit/functions unit/info-command unit/introspection-2 unit/protocol unit/quit
+unit/pubsub unit/tracking"
 UNITS="${UNITS:-$DEFAULT_UNITS}"
 MODE="${MODE:-both}"
 UNIT_TIMEOUT="${UNIT_TIMEOUT:-600}"    # outer `timeout` per unit run, seconds

@@ -48,6 +48,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let mut r = r;
     read_loop(&shard, &client, &mut session, &mut r).await;
     session.end(&shard);
+    // Gone for everyone else now, as redis-server frees a client once it quit: CLIENT LIST,
+    // and tracking clients redirecting here (they learn their redirect broke).
+    drop(registered);
+    shard.forget_client(client.id);
     client.close();
     writer.await;
     if !client.is_dead() {

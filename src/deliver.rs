@@ -133,7 +133,7 @@ impl Sink<Waiter> for Shard {
     /// `>2 invalidate [keys]`: drop the keys, and tell the tracking clients that read them; a
     /// null key list (FLUSHALL/FLUSHDB) drops everything. From the BCAST connection: the keys
     /// go to the BCAST clients whose prefixes match.
-    fn push(&self, frame: &[u8], from: &crate::backend::Params) {
+    fn push(&self, frame: &[u8], from: &crate::backend::Params, replies: u64) {
         let mut p = Cursor::new(frame);
         let Some((b'>', n)) = p.header() else { return };
         if n < 2 || p.bulk() != Some(&b"invalidate"[..]) {
@@ -150,11 +150,18 @@ impl Sink<Waiter> for Shard {
                 self.tracking.broadcast(self, &keys);
             }
             Some((b'*', k)) if k >= 0 => {
+                // Which connection: the clients' replies still expected from it follow the
+                // invalidation (see `ClientShared::push_ahead`).
+                let conn = from as *const crate::backend::Params as usize
+                    - std::mem::offset_of!(crate::backend::Conn<Waiter>, params);
+                self.push_via.set(conn);
+                self.push_replies.set(replies);
                 for _ in 0..k {
                     if let Some(key) = p.bulk() {
-                        self.invalidate_from(key, 0);
+                        self.invalidate_from(key, crate::tracking::table::REDIS);
                     }
                 }
+                self.push_via.set(0);
             }
             _ if from.bcast => {}
             _ => {

@@ -206,7 +206,7 @@ fn dispatch_muted(
         return Flow::Next;
     }
     if let Some(t) = &s.tracker {
-        crate::tracking::remember(shard, t, &args, class.kind);
+        crate::tracking::remember(shard, t, s.db, &args, class.kind);
     }
     if s.multi.is_some() {
         return crate::multi::in_multi(shard, client, s, args, raw, class.kind, class.shape);
@@ -351,7 +351,9 @@ fn dispatch_muted(
     let conn = &shard.conn_for(s.db);
     match class.kind {
         Kind::Write(keys) => {
-            let script = keys == Keys::Script && s.db == shard.cfg.redis.db;
+            // A tracking client's scripts run where Redis tracks what they read (see
+            // `tracking::remember`).
+            let script = keys == Keys::Script && s.db == shard.cfg.redis.db && s.tracker.is_none();
             let conn = &if script {
                 shard.script_conn()
             } else {
@@ -415,7 +417,7 @@ fn dispatch_muted(
         }
         // Scripts have a pipelined connection of their own: a long one then holds only it,
         // and Redis answers the shard's other clients -BUSY itself, as it would them directly.
-        Kind::Read if is_script(&args) && s.db == shard.cfg.redis.db => {
+        Kind::Read if is_script(&args) && s.db == shard.cfg.redis.db && s.tracker.is_none() => {
             let sc = shard.script_conn();
             forward_on(&sc, client, args, raw, class.shape, proto)
         }
@@ -499,7 +501,7 @@ fn send_evicting(
     Flow::Next
 }
 
-fn is_script(args: &Args) -> bool {
+pub(crate) fn is_script(args: &Args) -> bool {
     let name = args.get(0);
     [
         &b"EVAL"[..],

@@ -65,6 +65,11 @@ impl Inflight {
         self.map.is_empty()
     }
 
+    /// Whether a fetch of `key` in `db` is under way.
+    pub fn has(&self, db: u8, key: &[u8]) -> bool {
+        self.map.contains_key(&Lookup(db, key))
+    }
+
     /// Joins the fetch of `key` in `db` if one is under way.
     pub fn join(
         &mut self,

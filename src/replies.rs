@@ -145,6 +145,7 @@ impl ClientShared {
 
     /// Appends what redis-server sends even under CLIENT REPLY OFF/SKIP: pub/sub confirmations
     /// and messages, tracking invalidations.
+    #[inline]
     pub fn push_always(&self, f: impl FnOnce(&mut BytesMut)) {
         let mut q = self.q.borrow_mut();
         if q.dead {
@@ -176,6 +177,27 @@ impl ClientShared {
         if self.check_output_limit(q) {
             self.disconnect_locked(q);
         }
+    }
+
+    /// Appends an invalidation Redis pushed on the connection at address `conn`, ahead of the
+    /// replies still expected when they all come from that connection and nothing is held
+    /// behind them: Redis runs those requests after it sent the push, so their replies must
+    /// follow it, as they would on a direct connection (an eviction's invalidation before the
+    /// reply of the command that caused it). Otherwise behind everything, which is always safe.
+    pub fn push_ahead(&self, conn: usize, f: impl FnOnce(&mut BytesMut)) {
+        {
+            let mut q = self.q.borrow_mut();
+            let q = &mut *q;
+            let all_expected = q.held == 0 && q.slots.iter().all(|s| matches!(s, Slot::Pending(_)));
+            if !q.dead && !q.slots.is_empty() && all_expected && self.last_conn.get() == conn {
+                f(&mut q.ready);
+                if self.check_output_limit(q) {
+                    self.disconnect_locked(q);
+                }
+                return;
+            }
+        }
+        self.push_always(f);
     }
 
     /// `disconnect` for callers that hold the queue borrowed.

@@ -64,6 +64,10 @@ pub struct Shard {
     pub bcast: crate::tracking::bcast::Bcast,
     /// The client whose command is being dispatched (0: none), for NOLOOP.
     pub writer: Cell<u64>,
+    /// The connection whose invalidation push is being applied (its address; 0: none), and
+    /// how many replies it had delivered before it.
+    pub push_via: Cell<usize>,
+    pub push_replies: Cell<u64>,
     /// This shard's clients by id (redirect targets of tracking clients).
     by_id: RefCell<hashbrown::HashMap<u64, Weak<ClientShared>>>,
     /// Redis's commands, for MULTI's queue-time checks (once the shared connection got it).
@@ -126,6 +130,8 @@ impl Shard {
             ),
             bcast: Default::default(),
             writer: Cell::new(0),
+            push_via: Cell::new(0),
+            push_replies: Cell::new(0),
             by_id: RefCell::default(),
             commands: RefCell::new(None),
             other_dbs: RefCell::new(Vec::new()),
@@ -223,7 +229,7 @@ impl Shard {
         self.tracking.invalidate(self, key, self.writer.get());
     }
 
-    /// `key` changed, by `writer`'s command (0: Redis told): drop it from the cache, poison
+    /// `key` changed, by `writer`'s command (`tracking::table::REDIS`: Redis told): drop it from the cache, poison
     /// its fetches, tell the tracking clients that read it.
     #[inline]
     pub fn invalidate_from(&self, key: &[u8], writer: u64) {
@@ -254,6 +260,11 @@ impl Shard {
     /// read (they do when it caches with Redis's invalidations).
     pub fn client_tracking_possible(&self) -> bool {
         self.shared.params.tracking
+    }
+
+    /// The client is leaving: no longer found by id.
+    pub fn forget_client(&self, id: u64) {
+        self.by_id.borrow_mut().remove(&id);
     }
 
     /// A client of this shard, by id.

@@ -127,7 +127,7 @@ fn apply_pushes<W, S: Sink<W>>(sink: &S, buf: &[u8], from: &super::Params) {
     let mut at = 0;
     while let Ok(Some(info)) = FrameScanner::default().scan(&buf[at..]) {
         if info.push {
-            sink.push(&buf[at..at + info.len], from);
+            sink.push(&buf[at..at + info.len], from, u64::MAX);
         }
         at += info.len;
     }
@@ -140,12 +140,14 @@ fn deliver<W, S: Sink<W>>(
     info: FrameInfo,
 ) -> Result<(), &'static str> {
     if info.push {
-        sink.push(frame, &conn.params);
+        let replies = conn.st.borrow().replies;
+        sink.push(frame, &conn.params, replies);
         return Ok(());
     }
     let (waiter, resp3) = {
         let mut st = conn.st.borrow_mut();
         let w = st.waiters.pop_front();
+        st.replies += 1;
         if st.waiters.is_empty() {
             st.blocking = None;
         }

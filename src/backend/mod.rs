@@ -29,8 +29,9 @@ use std::time::Duration;
 pub trait Sink<W> {
     /// The reply to the request `w` waited for. `resp3`: the connection speaks RESP3.
     fn reply(&self, w: W, frame: &[u8], info: FrameInfo, resp3: bool);
-    /// An out-of-band push frame (an invalidation, a message), read by the connection `from`.
-    fn push(&self, frame: &[u8], from: &Params);
+    /// An out-of-band push frame (an invalidation, a message), read by the connection `from`
+    /// after it had delivered `replies` replies.
+    fn push(&self, frame: &[u8], from: &Params, replies: u64);
     /// `w` gets no reply: its connection failed, with this error line (without `-`).
     fn fail(&self, w: W, msg: &str);
     /// A connection with CLIENT TRACKING came up or went down: invalidations may have been
@@ -124,6 +125,9 @@ pub struct State<W> {
     /// A probe (PING on another connection) is finding out why no reply comes: no timeout
     /// meanwhile; the probe's own connection times out if Redis is frozen.
     pub probing: bool,
+    /// Replies delivered so far (over every connection this one has been): with the waiters,
+    /// where a request stands in the connection's order (see `tracking`).
+    pub replies: u64,
     /// Reconnections after the first connect, and resets for --backend-timeout (metrics).
     pub reconnects: u64,
     pub timeouts: u64,
@@ -197,6 +201,7 @@ impl<W> Conn<W> {
                 blocking: None,
                 busy: None,
                 probing: false,
+                replies: 0,
                 reconnects: 0,
                 timeouts: 0,
                 timing: Timing::default(),
@@ -298,6 +303,12 @@ impl<W> Conn<W> {
         for w in wakers {
             w.wake();
         }
+    }
+
+    /// Replies delivered so far, and the index the next request's reply will have.
+    pub fn order(&self) -> (u64, u64) {
+        let st = self.st.borrow();
+        (st.replies, st.replies + st.waiters.len() as u64)
     }
 
     pub fn in_flight(&self) -> usize {

@@ -158,9 +158,10 @@ async fn serve<W: 'static, S: Sink<W> + 'static>(
     reconnect: bool,
 ) -> Ended {
     let (r, w, sock) = crate::socket::split(o.stream);
-    if o.server.tracking {
+    if o.server.tracking && reconnect {
         // Invalidations may have been missed while disconnected, and a restarted Redis may
-        // hold nothing of what is cached: start from an empty cache.
+        // hold nothing of what is cached: start from an empty cache. (On a first connection
+        // nothing was cached through it, and what was queued runs on it, tracked.)
         sink.tracking_reset();
     }
     let generation = {

@@ -134,6 +134,9 @@ pub fn apply(fix: &Fix, frame: &[u8]) -> Option<BytesMut> {
             put_header(&mut out, b':', receivers(*class, channel, n));
         }
         Fix::NumSub(class) => {
+            if frame.first() != Some(&b'*') {
+                return None; // an error: relayed as it is
+            }
             let mut c = Cursor::new(frame);
             let (b'*', n) = c.header()? else { return None };
             put_header(&mut out, b'*', n);
@@ -148,4 +151,39 @@ pub fn apply(fix: &Fix, frame: &[u8]) -> Option<BytesMut> {
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_in_the_clients_terms() {
+        // Three clients of one shard on `t:news`, one client of each of two shards on `t:n*`.
+        let news = Bytes::from_static(b"t:news");
+        changed(Class::Channel, &news, true, 1);
+        changed(Class::Channel, &news, false, 1);
+        changed(Class::Channel, &news, false, 1);
+        let pat = Bytes::from_static(b"t:n*");
+        changed(Class::Pattern, &pat, true, 1);
+        changed(Class::Pattern, &pat, true, 1);
+        // Redis saw 1 + 2 of the proxy's subscriptions and 1 direct subscriber: 4.
+        let fix = Fix::Publish(Class::Channel, news.clone());
+        assert_eq!(&apply(&fix, b":4\r\n").unwrap()[..], b":6\r\n");
+        let fix = Fix::NumSub(Class::Channel);
+        let reply = b"*4\r\n$6\r\nt:news\r\n:2\r\n$7\r\nt:other\r\n:0\r\n";
+        assert_eq!(
+            &apply(&fix, reply).unwrap()[..],
+            b"*4\r\n$6\r\nt:news\r\n:4\r\n$7\r\nt:other\r\n:0\r\n"
+        );
+        assert!(
+            apply(&fix, b"-ERR x\r\n").is_none(),
+            "errors are relayed as they are"
+        );
+        for _ in 0..3 {
+            changed(Class::Channel, &news, false, -1);
+        }
+        changed(Class::Pattern, &pat, true, -1);
+        changed(Class::Pattern, &pat, true, -1);
+    }
 }

@@ -385,7 +385,7 @@ impl Sink<NoReply> for Shard {
         match w {}
     }
 
-    fn push(&self, frame: &[u8], _: &crate::backend::Params) {
+    fn push(&self, frame: &[u8], _: &crate::backend::Params, _: u64) {
         self.pubsub.push(frame);
     }
 

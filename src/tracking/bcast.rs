@@ -159,3 +159,41 @@ fn command(prefixes: &[Bytes]) -> Vec<Bytes> {
     }
     args
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(v: &[&str]) -> Vec<Bytes> {
+        v.iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect()
+    }
+
+    fn plan_for(cover: &[&str], new: &[&str]) -> Plan {
+        let bc = Bcast::default();
+        *bc.cover.borrow_mut() = b(cover);
+        bc.plan(&b(new))
+    }
+
+    #[test]
+    fn covers_prefixes_without_overlap() {
+        assert!(matches!(plan_for(&["user:"], &["user:1"]), Plan::Covered));
+        assert!(matches!(plan_for(&[""], &["anything"]), Plan::Covered));
+        match plan_for(&["user:"], &["cfg", "cfg.x", "other"]) {
+            Plan::Add(v) => assert_eq!(v, b(&["cfg", "other"])),
+            _ => panic!("expected Add"),
+        }
+        // Given in either order, the broader prefix wins.
+        match plan_for(&[], &["cfg.x", "cfg"]) {
+            Plan::Add(v) => assert_eq!(v, b(&["cfg"])),
+            _ => panic!("expected Add"),
+        }
+        // A broader prefix than a registered one: Redis refuses the overlap, so the whole
+        // cover is registered again, the narrower ones folded into it.
+        match plan_for(&["user:", "cfg"], &["us"]) {
+            Plan::Rebuild(v) => assert_eq!(v, b(&["cfg", "us"])),
+            _ => panic!("expected Rebuild"),
+        }
+    }
+}

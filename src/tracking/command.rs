@@ -310,3 +310,34 @@ pub fn trackinginfo(client: &ClientShared, s: &Session) -> Flow {
     client.push_local(|out| out.extend_from_slice(&o));
     Flow::Next
 }
+
+#[cfg(test)]
+mod tests {
+    use super::collision;
+    use bytes::Bytes;
+
+    fn b(v: &[&str]) -> Vec<Bytes> {
+        v.iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn prefix_collisions_as_redis_reports_them() {
+        assert_eq!(collision(&b(&["ab"]), &b(&["cd", "ef"])), None);
+        assert_eq!(
+            collision(&b(&["ab"]), &b(&["abc"])).unwrap(),
+            "ERR Prefix 'abc' overlaps with an existing prefix 'ab'. Prefixes for a single \
+             client must not overlap."
+        );
+        assert_eq!(
+            collision(&[], &b(&["ab", "a"])).unwrap(),
+            "ERR Prefix 'ab' overlaps with another provided prefix 'a'. Prefixes for a single \
+             client must not overlap."
+        );
+        assert!(
+            collision(&b(&[""]), &b(&["x"])).is_some(),
+            "the empty prefix covers all"
+        );
+    }
+}

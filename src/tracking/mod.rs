@@ -37,6 +37,9 @@ pub struct Tracker {
     pub redirect: Cell<u64>,
     /// BCAST prefixes (the empty prefix: every key).
     pub prefixes: RefCell<Vec<Bytes>>,
+    /// BCAST with NOLOOP: keys this client wrote whose broadcast has not come yet (Redis
+    /// skips the writer; its broadcast does not say who wrote, so the shard remembers).
+    pub own_writes: RefCell<hashbrown::HashSet<Bytes>>,
 }
 
 impl Tracker {
@@ -52,6 +55,7 @@ impl Tracker {
             broken: Cell::new(false),
             redirect: Cell::new(0),
             prefixes: RefCell::default(),
+            own_writes: RefCell::default(),
         }
     }
 
@@ -75,29 +79,85 @@ impl Tracker {
     }
 }
 
-/// Remembers the keys a tracking client's command reads (before it runs: a change Redis
-/// reports between now and its reply invalidates what the client is about to cache).
+/// Remembers the keys a tracking client's command reads, with where the read stands in its
+/// connection's order (a change Redis reports before the read's reply is one the read saw).
 pub fn remember(
-    shard: &crate::shard::Shard,
+    shard: &Rc<crate::shard::Shard>,
     t: &Tracker,
+    db: u32,
     args: &crate::resp::request::Args,
     kind: crate::command::Kind,
 ) {
     use crate::command::Kind;
-    if !t.remembers() {
+    use table::Read;
+    let script = crate::dispatch::is_script(args);
+    if !t.remembers() || matches!(kind, Kind::Write(_)) && !script {
         return;
     }
+    // Served from the cache: answered now, so any later invalidation concerns it.
+    let cached = |keys: &mut dyn Iterator<Item = &[u8]>| {
+        let now = shard.now();
+        let cache = shard.cache.borrow();
+        let Ok(db) = u8::try_from(db) else {
+            return false;
+        };
+        for k in keys {
+            if !cache.contains(db, k, now) {
+                return false;
+            }
+        }
+        true
+    };
+    // Forwarded now: its reply is the next one of its connection (or, sent later, a later
+    // one). Joining a fetch already sent: some reply not yet in.
+    let forwarded = |joined: bool| {
+        let conn = shard.conn_for(db);
+        let (replied, next) = conn.order();
+        Read {
+            via: Rc::as_ptr(&conn) as usize,
+            at: if joined { replied } else { next },
+        }
+    };
+    let fetching =
+        |key: &[u8]| u8::try_from(db).is_ok_and(|db| shard.inflight.borrow().has(db, key));
     match kind {
-        Kind::Get => shard.tracking.remember(shard, t, args.get(1)),
+        Kind::Get => {
+            let key = args.get(1);
+            let read = if cached(&mut std::iter::once(key)) {
+                Read::DONE
+            } else {
+                forwarded(fetching(key))
+            };
+            shard.tracking.remember(shard, t, key, read);
+        }
         Kind::Mget => {
+            let read = if cached(&mut args.iter().skip(1)) {
+                Read::DONE
+            } else {
+                forwarded(false)
+            };
             for k in args.iter().skip(1) {
-                shard.tracking.remember(shard, t, k);
+                shard.tracking.remember(shard, t, k, read);
+            }
+        }
+        // Redis tracks a script's declared keys only if the script ran a read command, which
+        // the proxy cannot see: the keys are remembered as Redis's to confirm. A tracking
+        // client's script runs on the shared connection, where Redis then tracks them, and only
+        // Redis's invalidation (not the shard's own writes) reaches the client for them.
+        _ if script => {
+            if let Some(range) = crate::command::script_keys(args) {
+                let read = forwarded(false);
+                for i in range {
+                    let key = args.get(i);
+                    shard.tracking.remember_if_redis_tracks(shard, t, key, read);
+                }
             }
         }
         Kind::Read | Kind::Blocking => {
             if let Some(table) = shard.commands() {
+                let read = forwarded(false);
                 for i in keys::read_keys(&table, args) {
-                    shard.tracking.remember(shard, t, args.get(i));
+                    shard.tracking.remember(shard, t, args.get(i), read);
                 }
             }
         }

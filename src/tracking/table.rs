@@ -14,10 +14,41 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+/// The writer of an invalidation Redis reported (not a write through this shard).
+pub const REDIS: u64 = u64::MAX;
+
+/// Where a read stands: its reply is the `at`-th (or a later one) of the connection at
+/// address `via`; `via` 0: already answered (a cache hit).
+#[derive(Clone, Copy)]
+pub struct Read {
+    pub via: usize,
+    pub at: u64,
+}
+
+impl Read {
+    pub const DONE: Read = Read { via: 0, at: 0 };
+}
+
+#[derive(Clone, Copy)]
+struct Reader {
+    id: u64,
+    /// Only Redis's invalidation counts (see `remember_if_redis_tracks`).
+    redis_only: bool,
+    read: Read,
+}
+
+impl Reader {
+    /// Whether an invalidation Redis pushed on `via` after `replies` replies concerns this
+    /// read: a push that comes before the read's reply is about a write the read saw.
+    fn read_before(&self, via: usize, replies: u64) -> bool {
+        self.read.via != via || replies > self.read.at
+    }
+}
+
 #[derive(Default)]
 pub struct Table {
-    /// Key -> ids of the clients that read it since its last invalidation.
-    keys: RefCell<HashMap<Bytes, Vec<u64>>>,
+    /// Key -> the clients that read it since its last invalidation.
+    keys: RefCell<HashMap<Bytes, Vec<Reader>>>,
     /// Tracking clients of this shard, by id.
     trackers: RefCell<HashMap<u64, Rc<Tracker>>>,
     /// Invalidations for the client whose write caused them: sent once the write's reply has
@@ -54,11 +85,28 @@ impl Table {
     }
 
     /// `t` read `key`.
-    pub fn remember(&self, shard: &Shard, t: &Tracker, key: &[u8]) {
+    pub fn remember(&self, shard: &Shard, t: &Tracker, key: &[u8], read: Read) {
+        self.insert(shard, t, key, false, read);
+    }
+
+    /// `t` may have read `key` (a script's declared key): Redis knows whether it did, and its
+    /// invalidation is the one that counts.
+    pub fn remember_if_redis_tracks(&self, shard: &Shard, t: &Tracker, key: &[u8], read: Read) {
+        self.insert(shard, t, key, true, read);
+    }
+
+    fn insert(&self, shard: &Shard, t: &Tracker, key: &[u8], redis_only: bool, read: Read) {
+        let me = Reader {
+            id: t.id(),
+            redis_only,
+            read,
+        };
         let mut keys = self.keys.borrow_mut();
-        if let Some(ids) = keys.get_mut(key) {
-            if !ids.contains(&t.id()) {
-                ids.push(t.id());
+        if let Some(readers) = keys.get_mut(key) {
+            match readers.iter_mut().find(|r| r.id == t.id()) {
+                // The earlier read stays: its value may go stale first.
+                Some(r) => r.redis_only &= redis_only,
+                None => readers.push(me),
             }
             return;
         }
@@ -68,19 +116,45 @@ impl Table {
         } else {
             None
         };
-        keys.insert(Bytes::copy_from_slice(key), vec![t.id()]);
+        keys.insert(Bytes::copy_from_slice(key), vec![me]);
         drop(keys);
         // Forgetting a key must not leave a client holding it unwarned.
-        if let Some((key, ids)) = evicted {
-            self.notify(shard, &key, ids, 0);
+        if let Some((key, readers)) = evicted {
+            let ids = readers.into_iter().map(|r| r.id).collect();
+            self.notify(shard, &key, ids, REDIS);
         }
     }
 
-    /// `key` changed: a write by client `writer` through this shard (0: Redis told).
+    /// `key` changed: a write by client `writer` through this shard (0: a client that does not
+    /// track), or `REDIS`: Redis's invalidation.
     pub fn invalidate(&self, shard: &Shard, key: &[u8], writer: u64) {
-        let Some((key, ids)) = self.keys.borrow_mut().remove_entry(key) else {
+        if writer != REDIS {
+            if let Some(t) = self.trackers.borrow().get(&writer) {
+                if t.bcast.get() && t.noloop.get() && t.matches(key) {
+                    t.own_writes
+                        .borrow_mut()
+                        .insert(Bytes::copy_from_slice(key));
+                }
+            }
+        }
+        let Some((key, readers)) = self.keys.borrow_mut().remove_entry(key) else {
             return;
         };
+        // A write through this shard reaches Redis after every read already sent: all their
+        // readers are told, but for reads only Redis can confirm. Redis's invalidation is
+        // about the reads it ran before the write, not those whose reply is still to come.
+        let (via, replies) = (shard.push_via.get(), shard.push_replies.get());
+        let (told, kept): (Vec<Reader>, Vec<Reader>) = readers.into_iter().partition(|r| {
+            if writer == REDIS {
+                r.read_before(via, replies)
+            } else {
+                !r.redis_only
+            }
+        });
+        if !kept.is_empty() {
+            self.keys.borrow_mut().insert(key.clone(), kept);
+        }
+        let ids = told.into_iter().map(|r| r.id).collect();
         self.notify(shard, &key, ids, writer);
     }
 
@@ -150,8 +224,15 @@ impl Table {
         for t in all {
             let mut prefixes = t.prefixes.borrow().clone();
             prefixes.sort();
+            let mut own = t.own_writes.borrow_mut();
+            let keys: Vec<&Bytes> = keys.iter().filter(|k| !own.remove(&k[..])).collect();
+            drop(own);
             for p in &prefixes {
-                let mine: Vec<Bytes> = keys.iter().filter(|k| k.starts_with(p)).cloned().collect();
+                let mine: Vec<Bytes> = keys
+                    .iter()
+                    .filter(|k| k.starts_with(p))
+                    .map(|k| (*k).clone())
+                    .collect();
                 if !mine.is_empty() {
                     send(shard, &t, Some(&mine));
                 }
@@ -166,7 +247,8 @@ fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
     if target == 0 {
         if t.proto.get() == Proto::Resp3 {
             let msg = message(keys, true, Proto::Resp3);
-            t.client.push_always(|o| o.extend_from_slice(&msg));
+            t.client
+                .push_ahead(shard.push_via.get(), |o| o.extend_from_slice(&msg));
             t.client.wake_writer();
         }
         return; // RESP2 without redirect: nothing can carry it, as with Redis
@@ -174,7 +256,7 @@ fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
     // Redis writes the null in the tracking client's own protocol, whoever receives it.
     let null3 = t.proto.get() == Proto::Resp3;
     if let Some(r) = shard.client_by_id(target) {
-        deliver_to(&r, keys, null3);
+        deliver_to(&r, keys, null3, shard.push_via.get());
         return;
     }
     match crate::registry::get(target) {
@@ -195,7 +277,7 @@ fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
 
 /// An invalidation as redirect target `r` receives it: a push in RESP3, a message on
 /// `__redis__:invalidate` to a RESP2 client with subscriptions, nothing otherwise.
-fn deliver_to(r: &ClientShared, keys: Option<&[Bytes]>, null3: bool) {
+fn deliver_to(r: &ClientShared, keys: Option<&[Bytes]>, null3: bool, via: usize) {
     let proto = if r.resp3.get() {
         Proto::Resp3
     } else if r.pubsub.get() {
@@ -204,7 +286,7 @@ fn deliver_to(r: &ClientShared, keys: Option<&[Bytes]>, null3: bool) {
         return;
     };
     let msg = message(keys, null3, proto);
-    r.push_always(|o| o.extend_from_slice(&msg));
+    r.push_ahead(via, |o| o.extend_from_slice(&msg));
     r.wake_writer();
 }
 
@@ -262,7 +344,7 @@ pub fn take_mail(shard: &Shard) {
     };
     for (_, target, keys, null3) in mine {
         if let Some(r) = shard.client_by_id(target) {
-            deliver_to(&r, keys.as_deref(), null3);
+            deliver_to(&r, keys.as_deref(), null3, 0);
         }
     }
 }
