@@ -233,7 +233,7 @@ impl Shard {
     /// its fetches, tell the tracking clients that read it.
     #[inline]
     pub fn invalidate_from(&self, key: &[u8], writer: u64) {
-        let source = if writer == 0 {
+        let source = if writer == crate::tracking::table::REDIS {
             Source::Push
         } else {
             Source::Write

@@ -215,7 +215,13 @@ fn counters_move_with_traffic() {
     assert_eq!(delta(&scraper.scrape(), &inv("write")), 1.0);
     assert_eq!(c.cmd(&["GET", "k"]), Reply::bulk("w"));
     redis.cmd(&["SET", "k", "x"]);
-    assert!(wait_until(WAIT, || delta(&scraper.scrape(), &inv("push")) == 1.0));
+    let mut seen = (0.0, 0.0);
+    let pushed = wait_until(WAIT, || {
+        let now = scraper.scrape();
+        seen = (delta(&now, &inv("push")), delta(&now, &inv("write")));
+        seen.0 == 1.0
+    });
+    assert!(pushed, "push, write invalidations: {seen:?}");
     assert_eq!(c.cmd(&["GET", "k"]), Reply::bulk("x"));
     assert_eq!(c.cmd(&["GET", "other"]), Reply::nil());
     scraper.wait_for("redis_proxy_cache_entries{}", 2.0);
