@@ -13,6 +13,9 @@
 pub mod handshake;
 pub mod io;
 pub mod supervisor;
+pub mod timing;
+
+pub use timing::Timing;
 
 use crate::resp::frame::FrameInfo;
 use crate::resp::request::Args;
@@ -133,44 +136,6 @@ pub struct State<W> {
     pub timeouts: u64,
     /// When the requests in flight were queued, for round-trip metrics (timed connections).
     pub timing: Timing,
-}
-
-/// Runs of requests queued at the same instant: `(end, us)` covers the requests numbered
-/// below `end` since the last reset, queued at `us` (the shard's batch clock).
-#[derive(Default)]
-pub struct Timing {
-    runs: VecDeque<(u64, u64)>,
-    /// Replies read since the last reset (or the connection's failure).
-    answered: u64,
-}
-
-impl Timing {
-    /// Every request queued so far and not yet marked was queued at `us`.
-    fn mark(&mut self, in_flight: usize, us: u64) {
-        let end = self.answered + in_flight as u64;
-        if self.runs.back().is_none_or(|&(e, _)| e < end) {
-            self.runs.push_back((end, us));
-        }
-    }
-
-    /// The reply to the oldest request was read at `now_us`: how long it took.
-    pub fn answered(&mut self, now_us: u64) -> Option<u64> {
-        let i = self.answered;
-        self.answered += 1;
-        while let Some(&(end, us)) = self.runs.front() {
-            if i < end {
-                return Some(now_us.saturating_sub(us));
-            }
-            self.runs.pop_front();
-        }
-        None
-    }
-
-    /// Every waiter was failed: numbering starts again.
-    pub fn reset(&mut self) {
-        self.runs.clear();
-        self.answered = 0;
-    }
 }
 
 pub struct Conn<W> {
