@@ -2,6 +2,7 @@
 //! the writer task sends replies in order, one write per batch.
 
 use crate::dispatch::{dispatch, Flow, Session};
+use crate::observe::stats::{self, Class};
 use crate::replies::ClientShared;
 use crate::resp::request::{RequestScanner, Scan, MAX_BULK};
 use crate::resp::write::put_error;
@@ -117,6 +118,10 @@ async fn read_loop(
     // Bytes read while waiting for replies (see `Flow::Drain`), scanned after the current batch.
     let mut early = BytesMut::new();
     let mut unscanned = false;
+    let mut batch_start = 0;
+    // Commands of the current batch (requests not counted by class at a dispatch site count
+    // as local: see `stats::end_batch`).
+    let mut requests = 0u64;
     loop {
         if !wait_for_room(client, pause_at).await {
             return;
@@ -143,6 +148,7 @@ async fn read_loop(
                 Ok(_) => {}
             }
             let now = shard.update_clock();
+            batch_start = crate::observe::clock::last_us();
             client.last_active.set(now);
             client.info().touch(now);
             shard.check_swaps();
@@ -160,6 +166,8 @@ async fn read_loop(
             match scanner.scan(&buf[consumed..]) {
                 Scan::Command { len, .. } if len > max_request => {
                     too_big(max_request);
+                    stats::count(Class::Error);
+                    requests += 1;
                     client.push_local(|o| put_error(o, TOO_BIG));
                     quit = true;
                     break;
@@ -199,6 +207,7 @@ async fn read_loop(
                         }
                     }
                     consumed += len;
+                    requests += 1;
                     want = 0;
                     if quit {
                         break;
@@ -218,6 +227,8 @@ async fn read_loop(
                     // Refuse an oversized command before allocating for it.
                     if hint > max_request || buf.len() - consumed > max_request {
                         too_big(max_request);
+                        stats::count(Class::Error);
+                        requests += 1;
                         client.push_local(|o| put_error(o, TOO_BIG));
                         quit = true;
                     }
@@ -225,6 +236,8 @@ async fn read_loop(
                     break;
                 }
                 Scan::Error(e) => {
+                    stats::count(Class::Error);
+                    requests += 1;
                     client.push_local(|o| {
                         put_error(o, format!("ERR Protocol error: {}", e.0).as_bytes())
                     });
@@ -239,7 +252,10 @@ async fn read_loop(
             early.clear();
             unscanned = true;
         }
+        // Flushed first: the backend connections stamp what they send with the batch's
+        // clock, which `end_batch` then moves on.
         flush(shard, session);
+        stats::end_batch(&shard.stats, batch_start, std::mem::take(&mut requests));
         client.wake_writer();
         if quit {
             return;

@@ -58,6 +58,8 @@ pub enum Kind {
     Reset,
     /// MONITOR: a connection of its own streams Redis's feed to the client.
     Monitor,
+    /// INFO: Redis's sections plus the proxy's own (`observe/info.rs`).
+    Info,
     /// (P|S)SUBSCRIBE: answered by the proxy, which subscribes at Redis once per shard.
     Subscribe(crate::pubsub::Class),
     /// (P|S)UNSUBSCRIBE.
@@ -156,6 +158,7 @@ fn table(name: &[u8]) -> Kind {
         b"AUTH" => Kind::Auth,
         b"HELLO" => Kind::Hello,
         b"SELECT" => Kind::Select,
+        b"INFO" => Kind::Info,
         b"GET" => Kind::Read,
         b"MGET" => Kind::Read,
 
@@ -207,7 +210,7 @@ fn table(name: &[u8]) -> Kind {
         | b"GEORADIUSBYMEMBER_RO"
         | b"XRANGE" | b"XREVRANGE" | b"XLEN" | b"XREAD" | b"XINFO" | b"XPENDING"
         | b"SORT_RO" | b"BITFIELD_RO" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL_RO"
-        | b"INFO" | b"TIME" | b"LASTSAVE" | b"LOLWUT" | b"COMMAND" | b"MEMORY" | b"LATENCY"
+        | b"TIME" | b"LASTSAVE" | b"LOLWUT" | b"COMMAND" | b"MEMORY" | b"LATENCY"
         | b"SLOWLOG" | b"CONFIG" | b"SCRIPT" | b"FUNCTION" | b"PUBLISH" | b"SPUBLISH"
         | b"PUBSUB" | b"ROLE" | b"SAVE" | b"BGSAVE" | b"BGREWRITEAOF" | b"ACL" | b"CLUSTER"
         | b"OBJECT" => Kind::Read,

@@ -165,6 +165,10 @@ pub struct Config {
         conflicts_with = "requirepass"
     )]
     pub requirepass_file: Option<std::path::PathBuf>,
+
+    /// Serve /metrics, /healthz and /readyz over HTTP on this address (off unless given).
+    #[arg(long, env = "REDIS_PROXY_ADMIN", value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
 }
 
 impl fmt::Debug for Config {

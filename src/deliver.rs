@@ -3,6 +3,7 @@
 
 use crate::backend::Sink;
 use crate::fetch::FetchRef;
+use crate::observe::stats::Class;
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
 use crate::resp::cursor::{is_null, Cursor, NULL_BULK};
@@ -53,10 +54,30 @@ pub enum Waiter {
     Bcast(Vec<(Rc<ClientShared>, u64)>),
     /// The proxy's own command (or a MULTI block's `+OK`/`+QUEUED`); the reply is dropped.
     Ignore,
+    /// INFO: Redis's reply with the proxy's section appended.
+    Info {
+        client: Rc<ClientShared>,
+        seq: u64,
+        proto: Proto,
+    },
 }
 
 impl Sink<Waiter> for Shard {
     fn reply(&self, w: Waiter, frame: &[u8], info: FrameInfo, resp3: bool) {
+        if let Some(us) = crate::observe::stats::take_reply_age() {
+            self.stats.rtt.observe(us, 1);
+            match &w {
+                Waiter::Reply { .. }
+                | Waiter::Exec(_)
+                | Waiter::Info { .. }
+                | Waiter::Counted { .. } => self.stats.replied(Class::Forwarded, us, 1),
+                Waiter::Get(f) => {
+                    self.stats
+                        .replied(Class::Miss, us, f.borrow().waiters.len() as u64)
+                }
+                _ => {}
+            }
+        }
         match w {
             Waiter::Reply {
                 client,
@@ -86,6 +107,9 @@ impl Sink<Waiter> for Shard {
             }
             Waiter::Ttl(f) => on_ttl(self, &f, frame),
             Waiter::Exec(e) => e.on_reply(self, frame, resp3),
+            Waiter::Info { client, seq, proto } => client.complete(seq, |out| {
+                crate::observe::info::on_reply(frame, info, resp3, proto, out)
+            }),
             Waiter::Counted {
                 client,
                 seq,
@@ -149,7 +173,9 @@ impl Sink<Waiter> for Shard {
 
     fn fail(&self, w: Waiter, msg: &str) {
         match w {
-            Waiter::Reply { client, seq, .. } | Waiter::Counted { client, seq, .. } => {
+            Waiter::Reply { client, seq, .. }
+            | Waiter::Counted { client, seq, .. }
+            | Waiter::Info { client, seq, .. } => {
                 client.complete(seq, |out| put_error(out, msg.as_bytes()))
             }
             Waiter::Blocking {

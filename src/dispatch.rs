@@ -7,6 +7,7 @@ use crate::command::{classify, script_keys, write_keys, Keys, Kind};
 use crate::deliver::Waiter;
 use crate::fetch::Join;
 use crate::multi::{Multi, Writes};
+use crate::observe::stats::{self, Class};
 use crate::pool::Dedicated;
 use crate::replies::ClientShared;
 use crate::resp::convert::Shape;
@@ -90,8 +91,17 @@ impl Session {
         }
     }
 
+    /// The client is in subscriber mode (for the metrics).
+    #[inline]
+    fn subscribed(&self) -> bool {
+        self.sub.as_ref().is_some_and(|sub| sub.total() > 0)
+    }
+
     /// The client left: its dedicated connections go back clean, or are closed.
     pub fn end(&mut self, shard: &Shard) {
+        if self.subscribed() {
+            shard.stats.subscriber_changed(false);
+        }
         self.stop_monitor();
         crate::pubsub::session::leave_all(shard, self);
         crate::tracking::command::disable(shard, self);
@@ -121,6 +131,21 @@ pub enum Flow {
 }
 
 pub fn dispatch(
+    shard: &Rc<Shard>,
+    client: &Rc<ClientShared>,
+    s: &mut Session,
+    args: Args,
+    raw: Option<&[u8]>,
+) -> Flow {
+    let was_subscribed = s.subscribed();
+    let flow = dispatch_tracking(shard, client, s, args, raw);
+    if s.subscribed() != was_subscribed {
+        shard.stats.subscriber_changed(!was_subscribed);
+    }
+    flow
+}
+
+fn dispatch_tracking(
     shard: &Rc<Shard>,
     client: &Rc<ClientShared>,
     s: &mut Session,
@@ -171,6 +196,7 @@ fn dispatch_muted(
 ) -> Flow {
     let class = classify(&args);
     if !client.authed.get() && !matches!(class.kind, Kind::Auth | Kind::Hello | Kind::Quit) {
+        stats::count(Class::Error);
         client.push_local(|o| o.extend_from_slice(b"-NOAUTH Authentication required.\r\n"));
         return Flow::Next;
     }
@@ -381,6 +407,7 @@ fn dispatch_muted(
             Flow::Next
         }
         Kind::Blocking => crate::blocking::blocking(shard, client, s, args, raw, class.shape),
+        Kind::Info => crate::observe::info::info(shard, client, s, args, raw),
         // They must reach Redis while the shared connection waits behind the script.
         Kind::Read if is_script_kill(&args) => {
             let oob = shard.oob();
@@ -496,12 +523,14 @@ fn is_script_kill(args: &Args) -> bool {
 }
 
 fn refuse(client: &ClientShared, args: &Args, why: &str) {
+    stats::count(Class::Refused);
     let name = String::from_utf8_lossy(args.get(0)).to_lowercase();
     let msg = format!("ERR command '{name}' is not supported by redis-proxy ({why})");
     client.push_local(|o| put_error(o, msg.as_bytes()));
 }
 
 pub(crate) fn arity(client: &ClientShared, name: &str) -> Flow {
+    stats::count(Class::Error);
     let msg = format!("ERR wrong number of arguments for '{name}' command");
     client.push_local(|o| put_error(o, msg.as_bytes()));
     Flow::Next
@@ -518,6 +547,7 @@ pub(crate) fn not_admitted(
         Admit::Yes => None,
         Admit::Full => Some(Flow::Wait(conn.clone(), n)),
         Admit::Down => {
+            stats::count(Class::Error);
             client.push_local(|o| conn.put_down_error(o));
             Some(Flow::Next)
         }
@@ -620,6 +650,7 @@ fn get(
     let (proto, db) = (s.proto, s.db as u8);
     let key = args.get(1);
     if let Some(reply) = shard.cache.borrow_mut().get_in(db, key, shard.now()) {
+        stats::count(Class::Hit);
         client.push_local(|o| put_cached(o, reply, proto));
         return Flow::Next;
     }
@@ -628,8 +659,12 @@ fn get(
         .borrow_mut()
         .join(db, key, client, proto, || client.push_pending())
     {
-        Join::Joined => return Flow::Next,
+        Join::Joined => {
+            stats::count(Class::Miss);
+            return Flow::Next;
+        }
         Join::Value(v) => {
+            stats::count(Class::Miss);
             client.push_local(|o| put_cached(o, &v, proto));
             return Flow::Next;
         }
@@ -646,6 +681,7 @@ fn get(
         .start(db, key, (client.clone(), seq, proto), shard.now());
     conn.send_request(raw, &args, Waiter::Get(f.clone()));
     conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
+    stats::forwarded_as_miss(2);
     Flow::Next
 }
 
@@ -665,8 +701,14 @@ fn mget(
     if !args.iter().skip(1).all(|k| cache.contains(db, k, now)) {
         drop(cache);
         let conn = &shard.conn_for(s.db);
-        return forward_on(conn, client, args, raw, Shape::Plain, proto);
+        let sent = stats::forwarded_so_far();
+        let flow = forward_on(conn, client, args, raw, Shape::Plain, proto);
+        if stats::forwarded_so_far() > sent {
+            stats::forwarded_as_miss(1);
+        }
+        return flow;
     }
+    stats::count(Class::Hit);
     client.push_local(|o| {
         put_header(o, b'*', args.len() as i64 - 1);
         for key in args.iter().skip(1) {

@@ -41,6 +41,8 @@
 //!   sink, so it knows nothing of shards, clients or caches.
 //! - [`log`](mod@log): `tracing` to stderr (text or JSON), reloadable filter, rate-limited
 //!   "limit hit" lines.
+//! - [`observe`]: per-shard counters summed when read; `--admin` HTTP endpoint (/metrics,
+//!   /healthz, /readyz) on its own thread; INFO's `# Proxy` section.
 //! - [`socket`]: a stream's owned halves, and a handle that shuts it down only while they live.
 //! - [`fault`]: debug-build fault injection, to test the panic policy (abort).
 //!
@@ -68,6 +70,7 @@ pub mod listener;
 pub mod log;
 pub mod monitor;
 pub mod multi;
+pub mod observe;
 pub mod pool;
 pub mod pubsub;
 pub mod registry;

@@ -51,12 +51,14 @@ pub async fn accept_loop<F, Fut>(
                     let max = shard.live().max_clients;
                     if n >= max {
                         shard.connections.fetch_sub(1, Ordering::Relaxed);
+                        shard.stats.rejected_max_clients.add(1);
                         crate::log::limit_hit(
                             "max-clients",
                             format_args!("{max} clients connected; refusing new ones"),
                         );
                         monoio::spawn(refuse(stream, refusal));
                     } else {
+                        shard.stats.accepted.add(1);
                         monoio::spawn(serve(shard.clone(), stream));
                     }
                 }

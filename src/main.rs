@@ -106,6 +106,13 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
         board: board.clone(),
         ready: tx,
     };
+    let admin = match cfg.admin {
+        Some(addr) => Some(
+            redis_proxy::observe::admin::bind(addr)
+                .map_err(|e| format!("cannot serve --admin on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let mut handles = Vec::with_capacity(threads);
     for id in 0..threads {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
@@ -123,6 +130,17 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
             }
             Err(_) => return Err("a shard exited during start-up".into()),
         }
+    }
+    redis_proxy::observe::stats::set_process(redis_proxy::observe::stats::Process {
+        shards: threads,
+        driver,
+    });
+    if let Some(listener) = admin {
+        let bound = redis_proxy::observe::admin::serve(listener).map_err(|e| {
+            stop.store(true, Ordering::SeqCst);
+            format!("cannot start the admin endpoint: {e}")
+        })?;
+        info!("admin endpoint on http://{bound} (/metrics, /healthz, /readyz)");
     }
     info!(
         "redis-proxy {} listening on {listen}, {threads} shard(s) on {driver}, Redis at {}, cache {} keys, expire {}",

@@ -11,6 +11,7 @@ use crate::config::Invalidation;
 use crate::deliver::Waiter;
 use crate::fetch::Inflight;
 use crate::multi::CommandTable;
+use crate::observe::stats::{ShardStats, Source};
 use crate::pool::Pool;
 use crate::replies::ClientShared;
 use std::cell::{Cell, RefCell};
@@ -92,6 +93,8 @@ pub struct Shard {
     /// Client connections across all shards, for --max-clients. Touched on connect and
     /// disconnect only, never per request.
     pub connections: Arc<AtomicUsize>,
+    /// This shard's counters, read by the admin thread and INFO.
+    pub stats: Arc<ShardStats>,
 }
 
 impl Shard {
@@ -107,6 +110,8 @@ impl Shard {
         let mut params = Self::params_for(&cfg, redis_addr, cfg.redis.db, tracking);
         params.commands = true;
         params.label = format!("shard {id}");
+        let shared = Rc::new(Conn::new(params, cfg.redis_ops_limit));
+        shared.timed.set(true);
         Shard {
             id,
             redis_addr,
@@ -117,7 +122,7 @@ impl Shard {
             live_seen: Cell::new(0),
             board,
             inflight: RefCell::new(Inflight::default()),
-            shared: Rc::new(Conn::new(params, cfg.redis_ops_limit)),
+            shared,
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
             pubsub: Default::default(),
             tracking: crate::tracking::table::Table::new(
@@ -141,6 +146,7 @@ impl Shard {
             clients: RefCell::new(Vec::new()),
             live: Cell::new(0),
             connections,
+            stats: crate::observe::stats::register(id),
             cfg,
         }
     }
@@ -209,7 +215,9 @@ impl Shard {
     /// Called once per batch of client input and per tick, not per request.
     #[inline]
     pub fn update_clock(&self) -> u32 {
-        let ms = self.epoch.elapsed().as_millis() as u32; // wraps, by design
+        let elapsed = self.epoch.elapsed();
+        crate::observe::clock::set(elapsed);
+        let ms = elapsed.as_millis() as u32; // wraps, by design
         self.now.set(ms);
         ms
     }
@@ -217,21 +225,34 @@ impl Shard {
     /// A write through this shard touched `key` (the client being dispatched wrote it).
     #[inline]
     pub fn invalidate(&self, key: &[u8]) {
-        self.invalidate_from(key, self.writer.get());
+        self.evict_for(key, Source::Write);
+        self.tracking.invalidate(self, key, self.writer.get());
     }
 
     /// `key` changed, by `writer`'s command (`tracking::table::REDIS`: Redis told): drop it from the cache, poison
     /// its fetches, tell the tracking clients that read it.
     #[inline]
     pub fn invalidate_from(&self, key: &[u8], writer: u64) {
-        self.evict(key);
+        let source = if writer == crate::tracking::table::REDIS {
+            Source::Push
+        } else {
+            Source::Write
+        };
+        self.evict_for(key, source);
         self.tracking.invalidate(self, key, writer);
     }
 
-    /// Drops `key` from the cache and poisons its fetches.
+    /// Drops `key` from the cache and poisons its fetches: Redis's (BCAST) push named it.
     #[inline]
     pub fn evict(&self, key: &[u8]) {
-        self.cache.borrow_mut().remove(key);
+        self.evict_for(key, Source::Push);
+    }
+
+    #[inline]
+    fn evict_for(&self, key: &[u8], source: Source) {
+        if self.cache.borrow_mut().remove(key) {
+            self.stats.invalidated(source, 1);
+        }
         self.inflight.borrow_mut().poison(key);
     }
 
@@ -252,17 +273,24 @@ impl Shard {
     }
 
     pub fn flush_cache(&self) {
-        self.cache.borrow_mut().clear();
+        let mut cache = self.cache.borrow_mut();
+        self.stats.invalidated(Source::Flush, cache.len() as u64);
+        cache.clear();
         self.inflight.borrow_mut().poison_all();
     }
 
     /// FLUSHDB: that db's entries go (Redis then tells every tracking connection to drop
     /// everything, so the rest usually follows).
     pub fn flush_db(&self, db: u32) {
+        let mut cache = self.cache.borrow_mut();
+        let before = cache.len();
         match u8::try_from(db) {
-            Ok(db) => self.cache.borrow_mut().clear_db(db),
-            Err(_) => self.cache.borrow_mut().clear(),
+            Ok(db) => cache.clear_db(db),
+            Err(_) => cache.clear(),
         }
+        self.stats
+            .invalidated(Source::Flush, (before - cache.len()) as u64);
+        drop(cache);
         self.inflight.borrow_mut().poison_all();
     }
 
@@ -300,6 +328,7 @@ impl Shard {
             self.params(db, tracking, label),
             self.cfg.redis_ops_limit,
         ));
+        conn.timed.set(true);
         self.other_dbs.borrow_mut().push(conn.clone());
         monoio::spawn(supervise(conn.clone(), self.clone()));
         conn
@@ -396,6 +425,7 @@ impl Shard {
         self.clients.borrow_mut().push(Rc::downgrade(c));
         self.by_id.borrow_mut().insert(c.id, Rc::downgrade(c));
         self.live.set(self.live.get() + 1);
+        self.stats.connections.set(self.live.get() as u64);
         ClientSlot(self, c.id)
     }
 
@@ -505,6 +535,19 @@ impl Shard {
         if clients.len() > 64 {
             clients.retain(|c| c.strong_count() > 0);
         }
+        drop(clients);
+        crate::observe::publish::publish(self);
+    }
+
+    /// Every long-lived backend connection: shared (per db), scripts, out-of-band.
+    pub fn each_long_lived(&self, mut f: impl FnMut(&Conn<Waiter>)) {
+        f(&self.shared);
+        self.other_dbs.borrow().iter().for_each(|c| f(c));
+        for c in [&self.scripts, &self.oob] {
+            if let Some(c) = &*c.borrow() {
+                f(c);
+            }
+        }
     }
 }
 
@@ -514,6 +557,7 @@ impl Drop for ClientSlot<'_> {
     fn drop(&mut self) {
         self.0.by_id.borrow_mut().remove(&self.1);
         self.0.live.set(self.0.live.get() - 1);
+        self.0.stats.connections.set(self.0.live.get() as u64);
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }

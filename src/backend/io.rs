@@ -111,7 +111,12 @@ pub async fn reader<W, S: Sink<W>>(
             Ok(0) | Err(_) if reset() => {}
             Ok(0) => return Ended::Failed("connection closed by Redis".into()),
             // Bytes arriving is progress, even in the middle of one huge reply.
-            Ok(_) => conn.st.borrow_mut().progress = sink.now(),
+            Ok(_) => {
+                conn.st.borrow_mut().progress = sink.now();
+                if conn.timed.get() {
+                    crate::observe::clock::refresh();
+                }
+            }
             Err(e) => return Ended::Failed(format!("read from Redis: {e}")),
         }
     }
@@ -145,6 +150,10 @@ fn deliver<W, S: Sink<W>>(
         st.replies += 1;
         if st.waiters.is_empty() {
             st.blocking = None;
+        }
+        if conn.timed.get() {
+            let age = st.timing.answered(crate::observe::clock::last_us());
+            crate::observe::stats::set_reply_age(age);
         }
         (w, st.server.resp3)
     };

@@ -13,6 +13,9 @@
 pub mod handshake;
 pub mod io;
 pub mod supervisor;
+pub mod timing;
+
+pub use timing::Timing;
 
 use crate::resp::frame::FrameInfo;
 use crate::resp::request::Args;
@@ -128,6 +131,11 @@ pub struct State<W> {
     /// Replies delivered so far (over every connection this one has been): with the waiters,
     /// where a request stands in the connection's order (see `tracking`).
     pub replies: u64,
+    /// Reconnections after the first connect, and resets for --backend-timeout (metrics).
+    pub reconnects: u64,
+    pub timeouts: u64,
+    /// When the requests in flight were queued, for round-trip metrics (timed connections).
+    pub timing: Timing,
 }
 
 pub struct Conn<W> {
@@ -139,6 +147,8 @@ pub struct Conn<W> {
     space: RefCell<Vec<Waker>>,
     limit: usize,
     pub params: Params,
+    /// Round trips are measured (the shard's shared connections).
+    pub timed: Cell<bool>,
 }
 
 impl<W> Conn<W> {
@@ -157,7 +167,11 @@ impl<W> Conn<W> {
                 busy: None,
                 probing: false,
                 replies: 0,
+                reconnects: 0,
+                timeouts: 0,
+                timing: Timing::default(),
             }),
+            timed: Cell::new(false),
             redis_id: Default::default(),
             writer: Cell::new(None),
             space: RefCell::new(Vec::new()),
@@ -203,12 +217,14 @@ impl<W> Conn<W> {
     /// Queues one request already encoded as RESP.
     #[inline]
     pub fn send_raw(&self, raw: &[u8], w: W) {
+        crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         st.out.extend_from_slice(raw);
         st.waiters.push_back(w);
     }
 
     pub fn send_args<'a>(&self, args: impl ExactSizeIterator<Item = &'a [u8]>, w: W) {
+        crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         put_command(&mut st.out, args);
         st.waiters.push_back(w);
@@ -217,6 +233,7 @@ impl<W> Conn<W> {
     /// Queues bytes holding several requests at once, with their waiters in order: nothing
     /// else can come between them on the wire (a MULTI ... EXEC block).
     pub fn send_block(&self, raw: &[u8], waiters: impl IntoIterator<Item = W>) {
+        crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         st.out.extend_from_slice(raw);
         st.waiters.extend(waiters);
@@ -225,6 +242,11 @@ impl<W> Conn<W> {
     /// Lets the writer task send what is queued (call once per batch of requests).
     #[inline]
     pub fn flush(&self) {
+        if self.timed.get() {
+            let mut st = self.st.borrow_mut();
+            let n = st.waiters.len();
+            st.timing.mark(n, crate::observe::clock::last_us());
+        }
         if let Some(w) = self.writer.take() {
             w.wake();
         }

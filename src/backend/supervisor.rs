@@ -142,6 +142,7 @@ fn fail_all<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, msg: &str) {
     let waiters = {
         let mut st = conn.st.borrow_mut();
         st.out.clear();
+        st.timing.reset();
         std::mem::take(&mut st.waiters)
     };
     for w in waiters {
@@ -167,6 +168,7 @@ async fn serve<W: 'static, S: Sink<W> + 'static>(
         let mut st = conn.st.borrow_mut();
         st.status = Status::Up;
         st.generation += 1;
+        st.reconnects += reconnect as u64;
         st.sock = sock;
         st.progress = sink.now();
         st.server = o.server.clone();
@@ -220,6 +222,7 @@ pub fn check_timeout<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, now: u32, timeout:
     if stalled {
         let why = format!("Redis did not reply within {timeout:?}");
         tracing::warn!("{}: {why}; resetting the connection", conn.params.label);
+        conn.st.borrow_mut().timeouts += 1;
         down(conn, sink, "timeout", why);
     }
 }

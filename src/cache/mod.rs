@@ -69,6 +69,18 @@ pub struct Cache {
     sweep_at: usize,
     /// Dbs that have held entries since the last `clear` (bit per db).
     used: [u64; 4],
+    /// For metrics: bytes of keys and replies held; entries dropped by LRU and by deadline
+    /// (these two survive `clear`).
+    bytes: usize,
+    evictions: u64,
+    expirations: u64,
+}
+
+/// What the cache counts for metrics.
+pub struct Counts {
+    pub bytes: usize,
+    pub evictions: u64,
+    pub expirations: u64,
 }
 
 impl Cache {
@@ -85,6 +97,17 @@ impl Cache {
             capacity: capacity.min(FREE as usize - 1),
             sweep_at: 0,
             used: [0; 4],
+            bytes: 0,
+            evictions: 0,
+            expirations: 0,
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            bytes: self.bytes,
+            evictions: self.evictions,
+            expirations: self.expirations,
         }
     }
 
@@ -130,6 +153,7 @@ impl Cache {
         let i = self.find(db, key)?;
         if reached(now, self.entries[i as usize].expires) {
             self.remove_at(i);
+            self.expirations += 1;
             return None;
         }
         self.unlink(i);
@@ -162,6 +186,7 @@ impl Cache {
         let data = data.into_boxed_slice();
         if let Some(i) = self.find(db, key) {
             let e = &mut self.entries[i as usize];
+            self.bytes = self.bytes - e.data.len() + data.len();
             e.data = data;
             e.expires = expires;
             self.unlink(i);
@@ -170,7 +195,9 @@ impl Cache {
         }
         if self.len >= self.capacity {
             self.remove_at(self.tail);
+            self.evictions += 1;
         }
+        self.bytes += data.len();
         self.used[db as usize / 64] |= 1 << (db % 64);
         let entry = Entry {
             data,
@@ -228,8 +255,10 @@ impl Cache {
 
     /// Drops everything and gives the memory back.
     pub fn clear(&mut self) {
-        let capacity = self.capacity;
-        *self = Cache::new(capacity);
+        let (evictions, expirations) = (self.evictions, self.expirations);
+        *self = Cache::new(self.capacity);
+        self.evictions = evictions;
+        self.expirations = expirations;
     }
 
     /// Removes expired entries among the next `budget` slab slots; returns how many it removed.
@@ -252,6 +281,7 @@ impl Cache {
                 removed += 1;
             }
         }
+        self.expirations += removed as u64;
         removed
     }
 
@@ -263,6 +293,7 @@ impl Cache {
         }
         self.unlink(i);
         let e = &mut self.entries[i as usize];
+        self.bytes -= e.data.len();
         e.data = Box::default();
         e.prev = FREE;
         e.next = self.free;
@@ -311,6 +342,24 @@ mod tests {
     use super::*;
 
     const FAR: u32 = 1_000_000;
+
+    #[test]
+    fn counts_bytes_evictions_and_expirations() {
+        let mut c = Cache::new(2);
+        c.insert(b"a", b"12", 10);
+        c.insert(b"b", b"123", FAR);
+        c.insert(b"b", b"1", FAR);
+        assert_eq!(c.counts().bytes, 3 + 2);
+        c.insert(b"c", b"1", FAR); // evicts a
+        assert_eq!(c.get(b"c", 20), Some(&b"1"[..]));
+        c.insert(b"d", b"1", 5); // evicts b
+        assert_eq!(c.get(b"d", 20), None); // expired
+        let n = c.counts();
+        assert_eq!((n.bytes, n.evictions, n.expirations), (2, 2, 1));
+        c.clear();
+        let n = c.counts();
+        assert_eq!((n.bytes, n.evictions, n.expirations), (0, 2, 1));
+    }
 
     #[test]
     fn dbs_are_separate_and_removal_reaches_all() {

@@ -98,6 +98,8 @@ impl Conn {
                 return;
             }
             let now = self.shard.update_clock();
+            let batch_start = crate::observe::clock::last_us();
+            let mut requests = 0u64; // for the metrics: see `stats::end_batch`
             self.client.last_active.set(now);
             super::date::refresh();
             self.shard.check_swaps();
@@ -122,6 +124,7 @@ impl Conn {
                 match parse(&buf[consumed..], &mut scanned, limit) {
                     Parsed::Partial => break,
                     Parsed::Reject(status, msg) => {
+                        requests += 1;
                         let shape = Shape {
                             head: false,
                             conn: Connection::Close,
@@ -131,6 +134,7 @@ impl Conn {
                         break;
                     }
                     Parsed::Request(req) => {
+                        requests += 1;
                         scanned = 0;
                         consumed += req.len;
                         // A body too large to skip, or one without a length: answer, then close.
@@ -167,6 +171,7 @@ impl Conn {
             }
             buf.advance(consumed);
             self.shard.flush_shared();
+            crate::observe::stats::end_batch(&self.shard.stats, batch_start, requests);
             self.client.wake_writer();
             if quit {
                 return;
@@ -236,6 +241,8 @@ impl Conn {
 
     /// Queues a response of the proxy's own, in order with the replies awaited before it.
     fn local(&self, status: Status, shape: Shape, extra: &[&[u8]], msg: &[u8]) {
+        // Every response of the proxy's own is a refusal of the request.
+        crate::observe::stats::count(crate::observe::stats::Class::Error);
         let mut out = BytesMut::new();
         put_text(&mut out, status, shape, extra, msg);
         self.metas.borrow_mut().push_back(Meta::Local(out.len()));
