@@ -679,6 +679,7 @@ fn get(
         .inflight
         .borrow_mut()
         .start(db, key, (client.clone(), seq, proto), shard.now());
+    f.borrow_mut().at = conn.order().1;
     conn.send_request(raw, &args, Waiter::Get(f.clone()));
     conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
     stats::forwarded_as_miss(2);

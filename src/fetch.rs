@@ -26,6 +26,8 @@ pub struct Fetch {
     pub replied: bool,
     /// Shard clock when the GET was queued: the cached lifetime counts from here.
     pub sent_at: u32,
+    /// The GET's place in its connection's order (see `tracking`).
+    pub at: u64,
 }
 
 pub type FetchRef = Rc<RefCell<Fetch>>;
@@ -65,9 +67,9 @@ impl Inflight {
         self.map.is_empty()
     }
 
-    /// Whether a fetch of `key` in `db` is under way.
-    pub fn has(&self, db: u8, key: &[u8]) -> bool {
-        self.map.contains_key(&Lookup(db, key))
+    /// The place of the GET of the fetch of `key` in `db` under way, if one is.
+    pub fn position(&self, db: u8, key: &[u8]) -> Option<u64> {
+        self.map.get(&Lookup(db, key)).map(|f| f.borrow().at)
     }
 
     /// Joins the fetch of `key` in `db` if one is under way.
@@ -111,6 +113,7 @@ impl Inflight {
             poisoned: false,
             replied: false,
             sent_at: now,
+            at: 0,
         }));
         if let Some(old) = self.map.insert((db, key), f.clone()) {
             old.borrow_mut().poisoned = true;

@@ -329,3 +329,54 @@ fn refused_without_a_coherent_cache() {
         .cmd(&["CLIENT", "TRACKING", "ON"])
         .starts_with("-ERR CLIENT TRACKING through redis-proxy needs"));
 }
+
+/// Found by `perf/tracking_stale_window.sh`: a client that joined another's fetch was placed
+/// too early in the connection's order, so Redis's invalidation of a write the fetch had
+/// already seen dropped it from the table; the next write then reached it no more, and it kept
+/// a stale value for ever.
+#[test]
+fn a_joined_fetch_stays_tracked_past_an_earlier_write() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1"]);
+    let mut c = [resp3(proxy.port()), resp3(proxy.port())];
+    for t in c.iter_mut() {
+        assert_eq!(t.cmd(&["CLIENT", "TRACKING", "ON"]), "+OK\r\n");
+        assert!(t.cmd(&["GET", "j"]).starts_with('_'));
+    }
+    let mut other = Wire::connect(proxy.port());
+    let mut w = Wire::connect(proxy.port());
+    redis.stop();
+    // A reply that will come in before Redis's invalidation of the SET, then the SET, then
+    // both clients' reads of the key: one starts a fetch, the other joins it.
+    other.send(&["INCR", "unrelated"]);
+    w.send(&["SET", "j", "v1"]);
+    for t in c.iter_mut() {
+        assert_eq!(
+            text(&t.frame()),
+            invalidate(&["j"]),
+            "the proxy's own write"
+        );
+    }
+    for t in c.iter_mut() {
+        t.send(&["GET", "j"]);
+    }
+    redis.cont();
+    for (i, t) in c.iter_mut().enumerate() {
+        // The read ran after the SET: no invalidation for that write may come, before or
+        // after its reply (the next frame is the PING's).
+        assert_eq!(text(&t.frame()), "$2\r\nv1\r\n", "client {i}");
+        assert_eq!(t.cmd(&["PING"]), "+PONG\r\n", "client {i}");
+    }
+    assert_eq!(other.frame(), b":1\r\n");
+    assert_eq!(w.frame(), b"+OK\r\n");
+    Wire::connect(redis.port()).cmd(&["SET", "j", "v2"]);
+    for (i, t) in c.iter_mut().enumerate() {
+        t.set_read_timeout(Duration::from_secs(5));
+        let got = t.try_frame().map(|f| text(&f));
+        assert_eq!(
+            got.ok(),
+            Some(invalidate(&["j"])),
+            "client {i} must hear of v2"
+        );
+    }
+}

@@ -108,18 +108,21 @@ pub fn remember(
         }
         true
     };
-    // Forwarded now: its reply is the next one of its connection (or, sent later, a later
-    // one). Joining a fetch already sent: some reply not yet in.
-    let forwarded = |joined: bool| {
+    // Forwarded now: its reply is the next one of its connection (sent later: a later one,
+    // and the earlier place only makes Redis's invalidations count sooner). Joining a fetch:
+    // the place of its GET.
+    let forwarded = |joined: Option<u64>| {
         let conn = shard.conn_for(db);
-        let (replied, next) = conn.order();
         Read {
             via: Rc::as_ptr(&conn) as usize,
-            at: if joined { replied } else { next },
+            at: joined.unwrap_or_else(|| conn.order().1),
         }
     };
-    let fetching =
-        |key: &[u8]| u8::try_from(db).is_ok_and(|db| shard.inflight.borrow().has(db, key));
+    let fetching = |key: &[u8]| {
+        u8::try_from(db)
+            .ok()
+            .and_then(|db| shard.inflight.borrow().position(db, key))
+    };
     match kind {
         Kind::Get => {
             let key = args.get(1);
@@ -134,7 +137,7 @@ pub fn remember(
             let read = if cached(&mut args.iter().skip(1)) {
                 Read::DONE
             } else {
-                forwarded(false)
+                forwarded(None)
             };
             for k in args.iter().skip(1) {
                 shard.tracking.remember(shard, t, k, read);
@@ -146,7 +149,7 @@ pub fn remember(
         // Redis's invalidation (not the shard's own writes) reaches the client for them.
         _ if script => {
             if let Some(range) = crate::command::script_keys(args) {
-                let read = forwarded(false);
+                let read = forwarded(None);
                 for i in range {
                     let key = args.get(i);
                     shard.tracking.remember_if_redis_tracks(shard, t, key, read);
@@ -155,7 +158,7 @@ pub fn remember(
         }
         Kind::Read | Kind::Blocking => {
             if let Some(table) = shard.commands() {
-                let read = forwarded(false);
+                let read = forwarded(None);
                 for i in keys::read_keys(&table, args) {
                     shard.tracking.remember(shard, t, args.get(i), read);
                 }

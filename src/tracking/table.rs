@@ -34,14 +34,16 @@ struct Reader {
     id: u64,
     /// Only Redis's invalidation counts (see `remember_if_redis_tracks`).
     redis_only: bool,
-    read: Read,
+    /// The client's first read of the key not yet invalidated, and its latest.
+    first: Read,
+    latest: Read,
 }
 
-impl Reader {
-    /// Whether an invalidation Redis pushed on `via` after `replies` replies concerns this
-    /// read: a push that comes before the read's reply is about a write the read saw.
-    fn read_before(&self, via: usize, replies: u64) -> bool {
-        self.read.via != via || replies > self.read.at
+impl Read {
+    /// Whether Redis ran this read before it pushed, on `via` after `replies` replies, an
+    /// invalidation: a push that comes before the read's reply is about a write it saw.
+    fn before(&self, via: usize, replies: u64) -> bool {
+        self.via != via || replies > self.at
     }
 }
 
@@ -99,13 +101,16 @@ impl Table {
         let me = Reader {
             id: t.id(),
             redis_only,
-            read,
+            first: read,
+            latest: read,
         };
         let mut keys = self.keys.borrow_mut();
         if let Some(readers) = keys.get_mut(key) {
             match readers.iter_mut().find(|r| r.id == t.id()) {
-                // The earlier read stays: its value may go stale first.
-                Some(r) => r.redis_only &= redis_only,
+                Some(r) => {
+                    r.redis_only &= redis_only;
+                    r.latest = read;
+                }
                 None => readers.push(me),
             }
             return;
@@ -143,18 +148,33 @@ impl Table {
         // A write through this shard reaches Redis after every read already sent: all their
         // readers are told, but for reads only Redis can confirm. Redis's invalidation is
         // about the reads it ran before the write, not those whose reply is still to come.
+        // A client whose first read Redis ran before the write is told; if its latest read
+        // runs after it, that read stays remembered.
         let (via, replies) = (shard.push_via.get(), shard.push_replies.get());
-        let (told, kept): (Vec<Reader>, Vec<Reader>) = readers.into_iter().partition(|r| {
-            if writer == REDIS {
-                r.read_before(via, replies)
-            } else {
-                !r.redis_only
+        let mut ids = Vec::new();
+        let mut kept = Vec::new();
+        for mut r in readers {
+            if writer != REDIS {
+                if r.redis_only {
+                    kept.push(r);
+                } else {
+                    ids.push(r.id);
+                }
+                continue;
             }
-        });
+            if !r.first.before(via, replies) {
+                kept.push(r);
+                continue;
+            }
+            ids.push(r.id);
+            if !r.latest.before(via, replies) {
+                r.first = r.latest;
+                kept.push(r);
+            }
+        }
         if !kept.is_empty() {
             self.keys.borrow_mut().insert(key.clone(), kept);
         }
-        let ids = told.into_iter().map(|r| r.id).collect();
         self.notify(shard, &key, ids, writer);
     }
 
