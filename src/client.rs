@@ -15,14 +15,14 @@ use std::future::Future;
 use std::rc::Rc;
 use std::task::Poll;
 
-const READ_CHUNK: usize = 16 * 1024;
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading from a client while this many of its requests wait for Redis (reply bytes
 /// waiting to be written pause it at --client-output-limit).
 const PENDING_HIGH: usize = 16 * 1024;
 /// A client whose unsent replies stay at the output limit this long, reading nothing, is
 /// dropped rather than left stuck.
 const STUCK: std::time::Duration = std::time::Duration::from_secs(2);
-const KEEP_BUF: usize = 1 << 20;
+pub(crate) const KEEP_BUF: usize = 1 << 20;
 /// Longest a closing connection keeps reading (and dropping) input so that its last replies
 /// are not lost to a reset.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -81,21 +81,34 @@ pub(crate) async fn linger(r: &mut ReadHalf) {
     }
 }
 
+/// Writes a batch of output to the client's socket; gives the buffer back emptied for reuse,
+/// or `None` if the socket failed (the client is then dead).
+pub(crate) async fn send_batch(
+    client: &ClientShared,
+    w: &mut WriteHalf,
+    buf: BytesMut,
+) -> Option<BytesMut> {
+    client.writing.set(true);
+    let (res, mut buf) = w.half.write_all(buf).await;
+    client.writing.set(false);
+    if res.is_err() {
+        client.mark_dead();
+        return None;
+    }
+    client.written.set(client.written.get() + buf.len() as u64);
+    buf.clear();
+    if buf.capacity() > KEEP_BUF {
+        buf = BytesMut::with_capacity(READ_CHUNK);
+    }
+    Some(buf)
+}
+
 async fn write_loop(client: Rc<ClientShared>, mut w: WriteHalf) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     while client.next_batch(&mut buf).await {
-        client.writing.set(true);
-        let (res, b) = w.half.write_all(buf).await;
-        client.writing.set(false);
-        buf = b;
-        if res.is_err() {
-            client.mark_dead();
-            break;
-        }
-        client.written.set(client.written.get() + buf.len() as u64);
-        buf.clear();
-        if buf.capacity() > KEEP_BUF {
-            buf = BytesMut::with_capacity(READ_CHUNK);
+        match send_batch(&client, &mut w, buf).await {
+            Some(b) => buf = b,
+            None => break,
         }
         client.wake_reader();
     }

@@ -12,14 +12,13 @@ use crate::resp::write::put_command;
 use crate::shard::Shard;
 use crate::socket::{ReadHalf, WriteHalf};
 use bytes::{Buf, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-const READ_CHUNK: usize = 16 * 1024;
-const KEEP_BUF: usize = 1 << 20;
+use crate::client::{KEEP_BUF, READ_CHUNK};
 
 /// How the writer turns the next reply bytes into a response: the reader records one per
 /// request, in order, before its reply can arrive.
@@ -273,18 +272,9 @@ async fn write_loop(client: Rc<ClientShared>, metas: Metas, mut w: WriteHalf) {
             client.disconnect();
             return;
         }
-        client.writing.set(true);
-        let (res, o) = w.half.write_all(out).await;
-        client.writing.set(false);
-        out = o;
-        if res.is_err() {
-            client.mark_dead();
-            return;
-        }
-        client.written.set(client.written.get() + out.len() as u64);
-        out.clear();
-        if out.capacity() > KEEP_BUF {
-            out = BytesMut::with_capacity(READ_CHUNK);
+        match crate::client::send_batch(&client, &mut w, out).await {
+            Some(o) => out = o,
+            None => return,
         }
         if buf.capacity() > KEEP_BUF {
             buf = BytesMut::with_capacity(READ_CHUNK);

@@ -211,37 +211,33 @@ impl Table {
     /// every tracking client is told to drop everything.
     pub fn flush_all(&self, shard: &Shard) {
         self.keys.borrow_mut().clear();
-        let all: Vec<Rc<Tracker>> = self.trackers.borrow().values().cloned().collect();
-        for t in all {
+        for t in self.trackers(false) {
             send(shard, &t, None);
         }
     }
 
-    /// The BCAST connection was lost and is back: BCAST clients drop everything.
-    pub fn flush_bcast(&self, shard: &Shard) {
-        let all: Vec<Rc<Tracker>> = self
-            .trackers
+    /// The tracking clients of the shard (BCAST ones only, or all), taken out of the table's
+    /// borrow so that sending may touch it.
+    fn trackers(&self, bcast_only: bool) -> Vec<Rc<Tracker>> {
+        self.trackers
             .borrow()
             .values()
-            .filter(|t| t.bcast.get())
+            .filter(|t| !bcast_only || t.bcast.get())
             .cloned()
-            .collect();
-        for t in all {
+            .collect()
+    }
+
+    /// The BCAST connection was lost and is back: BCAST clients drop everything.
+    pub fn flush_bcast(&self, shard: &Shard) {
+        for t in self.trackers(true) {
             send(shard, &t, None);
         }
     }
 
     /// Keys Redis broadcast (BCAST): each BCAST client hears of those matching its prefixes.
     pub fn broadcast(&self, shard: &Shard, keys: &[Bytes]) {
-        let all: Vec<Rc<Tracker>> = self
-            .trackers
-            .borrow()
-            .values()
-            .filter(|t| t.bcast.get())
-            .cloned()
-            .collect();
         // One message per prefix of the client, in prefix order, as redis-server sends them.
-        for t in all {
+        for t in self.trackers(true) {
             let mut prefixes = t.prefixes.borrow().clone();
             prefixes.sort();
             let mut own = t.own_writes.borrow_mut();
