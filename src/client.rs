@@ -165,7 +165,7 @@ async fn read_loop(
             client.last_active.set(now);
             client.info().touch(now);
             shard.check_swaps();
-            crate::tracking::table::take_mail(shard);
+            crate::tracking::mail::take(shard);
             if shard.cache_on {
                 // An invalidation that reached this shard together with this read must be applied
                 // before any hit is served: let the backend reader, woken by the same batch of

@@ -526,7 +526,7 @@ impl Shard {
             self.close_idle_clients(now);
         }
         self.close_killed_clients();
-        crate::tracking::table::take_mail(self);
+        crate::tracking::mail::take(self);
         let mut cache = self.cache.borrow_mut();
         let budget = 1024.max(cache.len() / 32);
         cache.sweep(now, budget);
@@ -670,6 +670,7 @@ async fn run(id: usize, common: Common) {
     let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections, board));
     let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
     monoio::spawn(supervise(shard.shared.clone(), shard.clone()));
+    crate::tracking::mail::install(&shard);
     {
         let shard = shard.clone();
         monoio::spawn(async move {

@@ -13,6 +13,7 @@
 pub mod bcast;
 pub mod command;
 pub mod keys;
+pub mod mail;
 pub mod table;
 
 use crate::replies::ClientShared;

@@ -11,8 +11,6 @@ use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 /// The writer of an invalidation Redis reported (not a write through this shard).
 pub const REDIS: u64 = u64::MAX;
@@ -276,7 +274,7 @@ fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
         return;
     }
     match crate::registry::get(target) {
-        Some(info) => post(info.shard, target, keys.map(|k| k.to_vec()), null3),
+        Some(info) => super::mail::post(info.shard, target, keys.map(|k| k.to_vec()), null3),
         None => {
             t.broken.set(true);
             if t.proto.get() == Proto::Resp3 {
@@ -293,7 +291,7 @@ fn send(shard: &Shard, t: &Tracker, keys: Option<&[Bytes]>) {
 
 /// An invalidation as redirect target `r` receives it: a push in RESP3, a message on
 /// `__redis__:invalidate` to a RESP2 client with subscriptions, nothing otherwise.
-fn deliver_to(r: &ClientShared, keys: Option<&[Bytes]>, null3: bool, via: usize) {
+pub(super) fn deliver_to(r: &ClientShared, keys: Option<&[Bytes]>, null3: bool, via: usize) {
     let proto = if r.resp3.get() {
         Proto::Resp3
     } else if r.pubsub.get() {
@@ -327,40 +325,4 @@ fn message(keys: Option<&[Bytes]>, null3: bool, proto: Proto) -> BytesMut {
         None => o.extend_from_slice(b"$-1\r\n"),
     }
     o
-}
-
-/// Invalidations for redirect targets on another shard: (shard, target id, keys, null in
-/// RESP3). Taken by the target's shard on its next input batch or tick.
-type Mail = (usize, u64, Option<Vec<Bytes>>, bool);
-static MAILBOX: Mutex<Vec<Mail>> = Mutex::new(Vec::new());
-static MAIL: AtomicBool = AtomicBool::new(false);
-
-fn post(shard: usize, target: u64, keys: Option<Vec<Bytes>>, null3: bool) {
-    MAILBOX
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((shard, target, keys, null3));
-    MAIL.store(true, Ordering::Release);
-}
-
-/// Delivers what other shards posted for this shard's clients (a read-mostly flag when there
-/// is nothing).
-pub fn take_mail(shard: &Shard) {
-    if !MAIL.load(Ordering::Relaxed) {
-        return;
-    }
-    let mine: Vec<Mail> = {
-        let mut all = MAILBOX.lock().unwrap_or_else(|e| e.into_inner());
-        let (mine, rest): (Vec<Mail>, Vec<Mail>) = all.drain(..).partition(|m| m.0 == shard.id);
-        *all = rest;
-        if all.is_empty() {
-            MAIL.store(false, Ordering::Release);
-        }
-        mine
-    };
-    for (_, target, keys, null3) in mine {
-        if let Some(r) = shard.client_by_id(target) {
-            deliver_to(&r, keys.as_deref(), null3, 0);
-        }
-    }
 }
