@@ -297,6 +297,30 @@ async function checkClientName() {
   expect(await other.clientGetName(), null, 'CLIENT GETNAME on another connection');
 }
 
+async function checkSubscribe() {
+  const sub = await target();
+  const pub = await target();
+  const ch = P + 'news';
+  const pat = P + 'n*';
+  const got = [];
+  let wake = null;
+  const note = (m) => {
+    got.push(m);
+    if (wake) wake();
+  };
+  // node-redis (RESP3 by default) subscribes on the same connection: messages are pushes.
+  await sub.subscribe(ch, (message, channel) => note(['message', channel, message]));
+  await sub.pSubscribe(pat, (message, channel) => note(['pmessage', channel, message]));
+  expect(await pub.publish(ch, 'hello'), 2, 'PUBLISH counts the channel and the pattern subscription');
+  while (got.length < 2) await new Promise((r) => { wake = r; });
+  got.sort((a, b) => a[0].localeCompare(b[0]));
+  expect(got, [['message', ch, 'hello'], ['pmessage', ch, 'hello']], 'messages');
+  expect(await pub.pubSubNumSub(ch), { [ch]: 1 }, 'PUBSUB NUMSUB');
+  await sub.unsubscribe(ch);
+  await sub.pUnsubscribe(pat);
+  expect(await pub.publish(ch, 'late'), 0, 'PUBLISH after unsubscribing');
+}
+
 const CHECKS = [
   ['handshake: HELLO 3 by default', checkHandshake, false],
   ['SET/GET/MGET/DEL', checkStrings, false],
@@ -313,6 +337,7 @@ const CHECKS = [
   ['cache coherence: SET straight on Redis seen within 1 s', checkCoherence, false],
   ['[pending] createClient({database: 1}): SELECT 1 per connection', checkSelectDb1, true],
   ["[pending] clientSetName('x') + clientGetName()", checkClientName, true],
+  ['subscribe/pSubscribe: messages, unsubscribe', checkSubscribe, false],
 ];
 
 function withTimeout(promise, ms) {
