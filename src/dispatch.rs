@@ -206,7 +206,9 @@ fn dispatch_muted(
         return Flow::Next;
     }
     if let Some(t) = &s.tracker {
-        crate::tracking::remember(shard, t, s.db, &args, class.kind);
+        // Only on the shared connection is a read's place in Redis's order known.
+        let shared = s.pinned.is_none() && s.multi.is_none();
+        crate::tracking::remember(shard, t, s.db, shared, &args, class.kind);
     }
     if s.multi.is_some() {
         return crate::multi::in_multi(shard, client, s, args, raw, class.kind, class.shape);

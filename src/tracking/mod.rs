@@ -86,6 +86,7 @@ pub fn remember(
     shard: &Rc<crate::shard::Shard>,
     t: &Tracker,
     db: u32,
+    shared: bool,
     args: &crate::resp::request::Args,
     kind: crate::command::Kind,
 ) {
@@ -113,6 +114,11 @@ pub fn remember(
     // and the earlier place only makes Redis's invalidations count sooner). Joining a fetch:
     // the place of its GET.
     let forwarded = |joined: Option<u64>| {
+        if !shared {
+            // On a dedicated connection, or queued in a transaction: its place in the shared
+            // connection's order says nothing, so every later invalidation counts.
+            return Read::DONE;
+        }
         let conn = shard.conn_for(db);
         Read {
             via: Rc::as_ptr(&conn) as usize,
