@@ -206,9 +206,15 @@ fn dispatch_muted(
         return Flow::Next;
     }
     if let Some(t) = &s.tracker {
-        // Only on the shared connection is a read's place in Redis's order known.
+        // Only on the shared connection is a read's place in Redis's order known; queued in
+        // a transaction there, it is EXEC's (see `multi::exec`).
         let shared = s.pinned.is_none() && s.multi.is_none();
-        crate::tracking::remember(shard, t, s.db, shared, &args, class.kind);
+        match s.multi.as_mut() {
+            Some(m) if s.pinned.is_none() => crate::tracking::queue(&mut m.reads, || {
+                crate::tracking::remember(shard, t, s.db, shared, &args, class.kind)
+            }),
+            _ => crate::tracking::remember(shard, t, s.db, shared, &args, class.kind),
+        }
     }
     if s.multi.is_some() {
         return crate::multi::in_multi(shard, client, s, args, raw, class.kind, class.shape);

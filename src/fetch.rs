@@ -69,7 +69,12 @@ impl Inflight {
 
     /// The place of the GET of the fetch of `key` in `db` under way, if one is.
     pub fn position(&self, db: u8, key: &[u8]) -> Option<u64> {
-        self.map.get(&Lookup(db, key)).map(|f| f.borrow().at)
+        // As `join` decides: a reply gone out without a value to reuse means a fresh fetch.
+        self.map
+            .get(&Lookup(db, key))
+            .map(|f| f.borrow())
+            .filter(|f| !f.replied || f.value.is_some())
+            .map(|f| f.at)
     }
 
     /// Joins the fetch of `key` in `db` if one is under way.

@@ -34,6 +34,8 @@ pub struct Multi {
     pub writes: Writes,
     /// A command was refused at queue time: EXEC answers EXECABORT.
     pub dirty: bool,
+    /// Keys the queued commands read, for a tracking client (key, Redis's word only).
+    pub reads: Vec<(Bytes, bool)>,
 }
 
 impl Multi {
@@ -287,6 +289,13 @@ fn exec(
         s.watching = false;
         conn.send_request(raw, &args, reply);
     } else {
+        if let Some(t) = &s.tracker {
+            // Redis runs the queued reads at EXEC, the block's last reply.
+            let at = conn.order().1 + m.queued as u64 + 1;
+            let via = Rc::as_ptr(&conn) as usize;
+            let read = crate::tracking::table::Read { via, at };
+            crate::tracking::remember_exec(shard, t, m.reads, read);
+        }
         let mut block = m.block;
         put_command(&mut block, [&b"EXEC"[..]].into_iter());
         let acks = (0..=m.queued).map(|_| Waiter::Ignore);

@@ -189,7 +189,12 @@ impl ClientShared {
             let mut q = self.q.borrow_mut();
             let q = &mut *q;
             let all_expected = q.held == 0 && q.slots.iter().all(|s| matches!(s, Slot::Pending(_)));
-            if !q.dead && !q.slots.is_empty() && all_expected && self.last_conn.get() == conn {
+            if conn != 0
+                && !q.dead
+                && !q.slots.is_empty()
+                && all_expected
+                && self.last_conn.get() == conn
+            {
                 f(&mut q.ready);
                 if self.check_output_limit(q) {
                     self.disconnect_locked(q);

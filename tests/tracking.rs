@@ -380,3 +380,151 @@ fn a_joined_fetch_stays_tracked_past_an_earlier_write() {
         );
     }
 }
+
+// Found in review: each of these left a tracking client with a stale value.
+
+/// A fresh tracking client (it never sent anything to Redis: `last_conn` is 0) joins another
+/// client's fetch; a write through the proxy then invalidates the key. The shard's own
+/// invalidations are sent with `push_via` 0, which `push_ahead` takes for "the client's
+/// connection", so the push is placed ahead of the GET's reply, which carries the value from
+/// before the write: the client hears "invalidate k", then the old value, and caches it.
+#[test]
+fn invalidation_not_ahead_of_a_joined_read_of_the_old_value() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1"]);
+    Wire::connect(redis.port()).cmd(&["SET", "k", "v0"]);
+    let mut t = resp3(proxy.port());
+    assert_eq!(t.cmd(&["CLIENT", "TRACKING", "ON"]), "+OK\r\n");
+    let mut a = Wire::connect(proxy.port());
+    let mut w = Wire::connect(proxy.port());
+    redis.stop();
+    a.send(&["GET", "k"]); // starts the fetch
+    std::thread::sleep(Duration::from_millis(200));
+    t.send(&["GET", "k"]); // joins it
+    std::thread::sleep(Duration::from_millis(200));
+    w.send(&["SET", "k", "v1"]); // after the GET on the same connection
+    std::thread::sleep(Duration::from_millis(200));
+    redis.cont();
+    let first = text(&t.frame());
+    let second = text(&t.frame());
+    // Redis (and a direct connection) would send the value read, then the invalidation.
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        (
+            "$2\r\nv0\r\n",
+            ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"
+        ),
+        "an invalidation ahead of the stale value it invalidates"
+    );
+    assert_eq!(a.frame(), b"$2\r\nv0\r\n");
+    assert_eq!(w.frame(), b"+OK\r\n");
+}
+
+/// A read queued in a transaction on the shared connection is remembered at its place when
+/// queued (or as a cache hit), not at EXEC's, where Redis runs it. Redis's invalidation of a
+/// write between the two then drops the client from the table; EXEC reads the new value, Redis
+/// tracks the key again, and the next write reaches the client no more.
+#[test]
+fn a_read_in_a_transaction_is_tracked_where_exec_runs_it() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1"]);
+    let mut direct = Wire::connect(redis.port());
+    direct.cmd(&["SET", "k", "v0"]);
+    let mut a = Wire::connect(proxy.port());
+    assert_eq!(a.cmd(&["GET", "k"]), "$2\r\nv0\r\n"); // cached; Redis tracks k
+    let mut t = resp3(proxy.port());
+    assert_eq!(t.cmd(&["CLIENT", "TRACKING", "ON"]), "+OK\r\n");
+    // Pipelined: queued by the proxy, for one block at EXEC.
+    let mut both = frames::encode(&["MULTI"]);
+    both.extend(frames::encode(&["GET", "k"]));
+    t.send_raw(&both);
+    assert_eq!(text(&t.frame()), "+OK\r\n");
+    assert_eq!(text(&t.frame()), "+QUEUED\r\n");
+    direct.cmd(&["SET", "k", "v1"]);
+    std::thread::sleep(Duration::from_millis(200));
+    t.send(&["EXEC"]);
+    let mut got = text(&t.frame());
+    if got.starts_with('>') {
+        got = text(&t.frame()); // the (harmless) invalidation for v1
+    }
+    assert_eq!(got, "*1\r\n$2\r\nv1\r\n");
+    direct.cmd(&["SET", "k", "v2"]);
+    t.set_read_timeout(Duration::from_secs(3));
+    let got = t.try_frame().map(|f| text(&f));
+    assert_eq!(
+        got.ok().as_deref(),
+        Some(">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"),
+        "the client read v1 in EXEC and must hear of v2"
+    );
+}
+
+/// BCAST with NOLOOP: the shard remembers the keys the client writes, and swallows the next
+/// broadcast of each. A write that changes nothing (SET NX on an existing key, DEL of a missing
+/// one, a write that fails) gets no broadcast from Redis, so the next one, for another
+/// client's write, is swallowed instead: the client never hears of that write.
+#[test]
+fn bcast_noloop_never_swallows_another_clients_write() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1"]);
+    let mut direct = Wire::connect(redis.port());
+    direct.cmd(&["SET", "k", "v0"]);
+    let mut t = resp3(proxy.port());
+    assert_eq!(
+        t.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP"]),
+        "+OK\r\n"
+    );
+    assert_eq!(t.cmd(&["GET", "k"]), "$2\r\nv0\r\n");
+    assert_eq!(t.cmd(&["SET", "k", "x", "NX"]), "_\r\n"); // changes nothing
+    direct.cmd(&["SET", "k", "v1"]);
+    t.set_read_timeout(Duration::from_secs(3));
+    let got = t.try_frame().map(|f| text(&f));
+    assert_eq!(
+        got.ok().as_deref(),
+        Some(">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"),
+        "another client's write must reach a BCAST NOLOOP client"
+    );
+}
+
+/// A client's first read of a key still in flight (its reply after Redis's invalidation: it
+/// saw the write), then a cache hit of the same key (the value from before the write). The
+/// table keeps the client silently because its *first* read ran after the write, though its
+/// latest (the hit) did not: the client caches the old value and is never told.
+#[test]
+fn a_cache_hit_after_an_inflight_read_is_invalidated() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1"]);
+    let mut d = Wire::connect(redis.port());
+    d.cmd(&["SET", "k", "v0"]);
+    let mut a = Wire::connect(proxy.port());
+    assert_eq!(a.cmd(&["GET", "k"]), "$2\r\nv0\r\n"); // cached, tracked by Redis
+    std::thread::sleep(Duration::from_millis(100));
+    let mut t = resp3(proxy.port());
+    assert_eq!(t.cmd(&["CLIENT", "TRACKING", "ON"]), "+OK\r\n");
+    redis.stop();
+    d.send(&["SET", "k", "v1"]); // runs first when Redis resumes
+    std::thread::sleep(Duration::from_millis(200));
+    let mut both = frames::encode(&["MGET", "k", "x"]); // forwarded: runs after the SET
+    both.extend(frames::encode(&["GET", "k"])); // a cache hit: v0, from before the SET
+    t.send_raw(&both);
+    std::thread::sleep(Duration::from_millis(200));
+    redis.cont();
+    assert_eq!(d.frame(), b"+OK\r\n");
+    let mut frames = Vec::new();
+    t.set_read_timeout(Duration::from_secs(3));
+    while let Ok(f) = t.try_frame() {
+        frames.push(text(&f));
+        if frames.len() == 4 {
+            break;
+        }
+    }
+    let hit = frames.iter().position(|f| f == "$2\r\nv0\r\n");
+    assert!(
+        hit.is_some(),
+        "the scenario needs the stale hit: {frames:?}"
+    );
+    let inv = ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n";
+    assert!(
+        frames[hit.unwrap()..].iter().any(|f| f == inv),
+        "the client got v0 from the cache after the SET and must hear of it: {frames:?}"
+    );
+}

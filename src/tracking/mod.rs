@@ -38,9 +38,6 @@ pub struct Tracker {
     pub redirect: Cell<u64>,
     /// BCAST prefixes (the empty prefix: every key).
     pub prefixes: RefCell<Vec<Bytes>>,
-    /// BCAST with NOLOOP: keys this client wrote whose broadcast has not come yet (Redis
-    /// skips the writer; its broadcast does not say who wrote, so the shard remembers).
-    pub own_writes: RefCell<hashbrown::HashSet<Bytes>>,
 }
 
 impl Tracker {
@@ -56,7 +53,6 @@ impl Tracker {
             broken: Cell::new(false),
             redirect: Cell::new(0),
             prefixes: RefCell::default(),
-            own_writes: RefCell::default(),
         }
     }
 
@@ -94,6 +90,14 @@ pub fn remember(
     use table::Read;
     let script = crate::dispatch::is_script(args);
     if !t.remembers() || matches!(kind, Kind::Write(_)) && !script {
+        return;
+    }
+    // Queued in a transaction on the shared connection: Redis runs it at EXEC, so its keys
+    // are remembered there, at EXEC's place (see `multi::exec`).
+    if let Some(queued) = QUEUE.with(|q| q.take()) {
+        let mut queued = queued;
+        queue_reads(shard, args, kind, script, &mut queued);
+        QUEUE.with(|q| q.set(Some(queued)));
         return;
     }
     // Served from the cache: answered now, so any later invalidation concerns it.
@@ -164,13 +168,77 @@ pub fn remember(
             }
         }
         Kind::Read | Kind::Blocking => {
-            if let Some(table) = shard.commands() {
-                let read = forwarded(None);
-                for i in keys::read_keys(&table, args) {
-                    shard.tracking.remember(shard, t, args.get(i), read);
-                }
+            let read = forwarded(None);
+            // Without Redis's command table (COMMAND refused to the proxy's user, or not
+            // connected yet) every argument counts as a key: extra entries cost an
+            // invalidation at most, a missing one leaves the client a stale value.
+            let positions = match shard.commands() {
+                Some(table) => keys::read_keys(&table, args),
+                None => (1..args.len()).collect(),
+            };
+            for i in positions {
+                shard.tracking.remember(shard, t, args.get(i), read);
             }
         }
         _ => {}
+    }
+}
+
+thread_local! {
+    /// Set while a command is queued in a transaction: where its read keys go.
+    static QUEUE: std::cell::Cell<Option<Vec<(Bytes, bool)>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The keys a queued command reads, and whether only Redis's invalidation counts for them.
+fn queue_reads(
+    shard: &Rc<crate::shard::Shard>,
+    args: &crate::resp::request::Args,
+    kind: crate::command::Kind,
+    script: bool,
+    out: &mut Vec<(Bytes, bool)>,
+) {
+    use crate::command::Kind;
+    let key = |k: &[u8]| Bytes::copy_from_slice(k);
+    match kind {
+        Kind::Get => out.push((key(args.get(1)), false)),
+        Kind::Mget => out.extend(args.iter().skip(1).map(|k| (key(k), false))),
+        _ if script => {
+            if let Some(range) = crate::command::script_keys(args) {
+                out.extend(range.map(|i| (key(args.get(i)), true)));
+            }
+        }
+        Kind::Read | Kind::Blocking => {
+            let positions = match shard.commands() {
+                Some(table) => keys::read_keys(&table, args),
+                None => (1..args.len()).collect(),
+            };
+            out.extend(positions.into_iter().map(|i| (key(args.get(i)), false)));
+        }
+        _ => {}
+    }
+}
+
+/// Remembers a command queued in a transaction (`f` runs `remember` for it) into `reads`.
+pub fn queue(reads: &mut Vec<(Bytes, bool)>, f: impl FnOnce()) {
+    QUEUE.with(|q| q.set(Some(std::mem::take(reads))));
+    f();
+    *reads = QUEUE.with(|q| q.take()).unwrap_or_default();
+}
+
+/// EXEC of a transaction queued on `conn` is sent: its reads are remembered at its place.
+pub fn remember_exec(
+    shard: &crate::shard::Shard,
+    t: &Tracker,
+    reads: Vec<(Bytes, bool)>,
+    read: table::Read,
+) {
+    for (key, redis_only) in reads {
+        if redis_only {
+            shard
+                .tracking
+                .remember_if_redis_tracks(shard, t, &key, read);
+        } else {
+            shard.tracking.remember(shard, t, &key, read);
+        }
     }
 }

@@ -107,7 +107,17 @@ impl Table {
             match readers.iter_mut().find(|r| r.id == t.id()) {
                 Some(r) => {
                     r.redis_only &= redis_only;
-                    r.latest = read;
+                    // `first` must stay the read Redis ran earliest: a cache hit (or a read on
+                    // another connection) counts as before any push, and a joined fetch can
+                    // sit earlier in the order than a read the client sent before it.
+                    if read.via != r.first.via {
+                        r.first = Read::DONE;
+                    } else if read.at < r.first.at {
+                        r.first = read;
+                    }
+                    if read.via != r.latest.via || read.at > r.latest.at {
+                        r.latest = read;
+                    }
                 }
                 None => readers.push(me),
             }
@@ -131,15 +141,10 @@ impl Table {
     /// `key` changed: a write by client `writer` through this shard (0: a client that does not
     /// track), or `REDIS`: Redis's invalidation.
     pub fn invalidate(&self, shard: &Shard, key: &[u8], writer: u64) {
-        if writer != REDIS {
-            if let Some(t) = self.trackers.borrow().get(&writer) {
-                if t.bcast.get() && t.noloop.get() && t.matches(key) {
-                    t.own_writes
-                        .borrow_mut()
-                        .insert(Bytes::copy_from_slice(key));
-                }
-            }
-        }
+        // BCAST with NOLOOP: not applied. Redis broadcasts only writes that changed a key
+        // (not a SET NX that found it, a DEL of a missing key, a failed write) and merges a
+        // key's writes of one event loop iteration, so skipping "the next broadcast" of a key
+        // the client wrote would swallow another client's write.
         let Some((key, readers)) = self.keys.borrow_mut().remove_entry(key) else {
             return;
         };
@@ -238,15 +243,8 @@ impl Table {
         for t in self.trackers(true) {
             let mut prefixes = t.prefixes.borrow().clone();
             prefixes.sort();
-            let mut own = t.own_writes.borrow_mut();
-            let keys: Vec<&Bytes> = keys.iter().filter(|k| !own.remove(&k[..])).collect();
-            drop(own);
             for p in &prefixes {
-                let mine: Vec<Bytes> = keys
-                    .iter()
-                    .filter(|k| k.starts_with(p))
-                    .map(|k| (*k).clone())
-                    .collect();
+                let mine: Vec<Bytes> = keys.iter().filter(|k| k.starts_with(p)).cloned().collect();
                 if !mine.is_empty() {
                     send(shard, &t, Some(&mine));
                 }
