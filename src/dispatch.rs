@@ -362,8 +362,16 @@ fn dispatch_muted(
             // A tracking client's scripts run where Redis tracks what they read (see
             // `tracking::remember`).
             let script = keys == Keys::Script && s.db == shard.cfg.redis.db && s.tracker.is_none();
+            // A BCAST client with NOLOOP writes through the shard's BCAST connection, which is
+            // NOLOOP too: Redis then leaves its own writes out of what it broadcasts to it.
+            let noloop_bcast = s.db == shard.cfg.redis.db
+                && s.tracker
+                    .as_ref()
+                    .is_some_and(|t| t.bcast.get() && t.noloop.get());
             let conn = &if script {
                 shard.script_conn()
+            } else if noloop_bcast {
+                shard.bcast.conn(shard)
             } else {
                 conn.clone()
             };

@@ -412,6 +412,7 @@ impl Shard {
         for c in self.other_dbs.borrow().iter() {
             c.flush();
         }
+        self.bcast.flush();
     }
 
     /// Redis's `databases` setting, once known.

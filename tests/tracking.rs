@@ -528,3 +528,24 @@ fn a_cache_hit_after_an_inflight_read_is_invalidated() {
         "the client got v0 from the cache after the SET and must hear of it: {frames:?}"
     );
 }
+
+/// A NOLOOP BCAST client does not hear of its own writes; another BCAST client of the same
+/// shard does (its writes go through the BCAST connection, whose broadcasts leave them out).
+#[test]
+fn bcast_noloop_own_writes_reach_the_others() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(redis.port(), &["--threads", "1"]);
+    let mut quiet = resp3(proxy.port());
+    assert_eq!(
+        quiet.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "NOLOOP"]),
+        "+OK\r\n"
+    );
+    let mut other = resp3(proxy.port());
+    assert_eq!(other.cmd(&["CLIENT", "TRACKING", "ON", "BCAST"]), "+OK\r\n");
+    assert_eq!(quiet.cmd(&["SET", "mine", "1"]), "+OK\r\n");
+    assert_eq!(text(&other.frame()), invalidate(&["mine"]));
+    Wire::connect(redis.port()).cmd(&["SET", "theirs", "1"]);
+    // Its next frame is the other write's, not its own.
+    assert_eq!(text(&quiet.frame()), invalidate(&["theirs"]));
+    assert_eq!(text(&other.frame()), invalidate(&["theirs"]));
+}

@@ -57,6 +57,13 @@ impl Bcast {
         conn
     }
 
+    /// Lets the connection's writer send what was queued (NOLOOP clients' writes).
+    pub fn flush(&self) {
+        if let Some(c) = &*self.conn.borrow() {
+            c.flush();
+        }
+    }
+
     /// What it takes to have `prefixes` covered at Redis.
     pub fn plan(&self, prefixes: &[Bytes]) -> Plan {
         let cover = self.cover.borrow();
@@ -152,6 +159,8 @@ fn command(prefixes: &[Bytes]) -> Vec<Bytes> {
         Bytes::from_static(b"TRACKING"),
         Bytes::from_static(b"ON"),
         Bytes::from_static(b"BCAST"),
+        // Only NOLOOP BCAST clients write through this connection (see `dispatch`).
+        Bytes::from_static(b"NOLOOP"),
     ];
     for p in prefixes {
         args.push(Bytes::from_static(b"PREFIX"));

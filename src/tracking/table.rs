@@ -141,10 +141,23 @@ impl Table {
     /// `key` changed: a write by client `writer` through this shard (0: a client that does not
     /// track), or `REDIS`: Redis's invalidation.
     pub fn invalidate(&self, shard: &Shard, key: &[u8], writer: u64) {
-        // BCAST with NOLOOP: not applied. Redis broadcasts only writes that changed a key
-        // (not a SET NX that found it, a DEL of a missing key, a failed write) and merges a
-        // key's writes of one event loop iteration, so skipping "the next broadcast" of a key
-        // the client wrote would swallow another client's write.
+        // A NOLOOP BCAST client's writes go through the BCAST connection, which Redis then
+        // leaves out of their broadcast: the shard's other BCAST clients hear of them here.
+        if writer != REDIS {
+            let noloop_bcast = self
+                .trackers
+                .borrow()
+                .get(&writer)
+                .is_some_and(|t| t.bcast.get() && t.noloop.get());
+            if noloop_bcast {
+                let key = Bytes::copy_from_slice(key);
+                for t in self.trackers(true) {
+                    if t.id() != writer && t.matches(&key) {
+                        send(shard, &t, Some(std::slice::from_ref(&key)));
+                    }
+                }
+            }
+        }
         let Some((key, readers)) = self.keys.borrow_mut().remove_entry(key) else {
             return;
         };
