@@ -335,3 +335,39 @@ fn subscribe_inside_multi_is_refused() {
     assert!(c.cmd(&["EXEC"]).starts_with("-EXECABORT"));
     assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
 }
+
+/// Found in review: the proxy's Redis user may not use every channel (Redis 7 gives a new ACL
+/// user `resetchannels`). Redis refuses the shard's SUBSCRIBE with -NOPERM; that error had no
+/// waiter on the subscriber connection, which was then dropped and reconnected over and over,
+/// while the client was told it was subscribed.
+#[test]
+fn a_refused_subscription_is_refused_not_confirmed() {
+    let redis = RedisServer::start();
+    let mut admin = Wire::connect(redis.port());
+    assert_eq!(
+        admin.cmd(&["ACL", "SETUSER", "px", "on", ">pw", "~*", "+@all", "&ok:*"]),
+        "+OK\r\n"
+    );
+    let url = format!("redis://px:pw@127.0.0.1:{}", redis.port());
+    let proxy = Proxy::start_with(&url, &["--threads", "1"], &[]);
+    let mut good = Wire::connect(proxy.port());
+    assert_eq!(
+        good.cmd(&["SUBSCRIBE", "ok:1"]),
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nok:1\r\n:1\r\n"
+    );
+    let mut bad = Wire::connect(proxy.port());
+    let got = bad.cmd(&["SUBSCRIBE", "nope"]);
+    assert!(
+        got.starts_with("-NOPERM"),
+        "Redis refuses the channel: {got:?}"
+    );
+    // Not subscribed, so not in subscribed mode; and the other subscription is still there.
+    assert_eq!(bad.cmd(&["PING"]), "+PONG\r\n");
+    assert_eq!(admin.cmd(&["PUBLISH", "ok:1", "still"]), ":1\r\n");
+    assert!(good.frame().ends_with(b"$5\r\nstill\r\n"));
+    assert!(
+        !proxy.log_contents().contains("subscriber: lost connection"),
+        "{}",
+        proxy.log_contents()
+    );
+}

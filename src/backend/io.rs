@@ -157,11 +157,12 @@ fn deliver<W, S: Sink<W>>(
         }
         (w, st.server.resp3)
     };
-    sink.reply(
-        waiter.ok_or("reply from Redis with no request waiting")?,
-        frame,
-        info,
-        resp3,
-    );
+    let Some(waiter) = waiter else {
+        if sink.stray(frame) {
+            return Ok(());
+        }
+        return Err("reply from Redis with no request waiting");
+    };
+    sink.reply(waiter, frame, info, resp3);
     Ok(())
 }

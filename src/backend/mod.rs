@@ -47,6 +47,12 @@ pub trait Sink<W> {
     fn connected(&self, _from: &Params) {}
     /// The connection went down (or could not be made).
     fn disconnected(&self, _from: &Params) {}
+    /// A reply with no request waiting for it: true if the sink expected it (the subscriber
+    /// connection's commands are answered by pushes, or refused by an error); false fails the
+    /// connection as out of step.
+    fn stray(&self, _frame: &[u8]) -> bool {
+        false
+    }
 }
 
 /// How to connect and what to set up on the connection.

@@ -111,6 +111,16 @@ struct Waiting {
     seq: u64,
     reply: BytesMut,
     left: usize,
+    /// Redis refused a subscription it waits for: its error reply is the reply.
+    refused: Option<Vec<u8>>,
+}
+
+/// A command sent on the subscriber connection, and the pushes that still answer it.
+struct Sent {
+    class: Class,
+    subscribe: bool,
+    names: Vec<Bytes>,
+    owed: usize,
 }
 
 #[derive(Default)]
@@ -121,6 +131,8 @@ pub struct Hub {
     next_id: Cell<u64>,
     /// Names to (un)subscribe at Redis, sent together by `send`.
     to_send: RefCell<[[Vec<Bytes>; 3]; 2]>,
+    /// Commands sent and not fully answered, oldest first: an error reply is the oldest's.
+    sent: RefCell<VecDeque<Sent>>,
 }
 
 impl Hub {
@@ -237,6 +249,7 @@ impl Hub {
             seq,
             reply,
             left,
+            refused: None,
         };
         self.waiting.borrow_mut().insert(id, w);
     }
@@ -254,7 +267,7 @@ impl Hub {
         for (i, subscribe) in [true, false].into_iter().enumerate() {
             for class in Class::ALL {
                 let names = std::mem::take(&mut to_send[i][class.idx()]);
-                put_commands(&mut st.out, class.command(subscribe), &names);
+                self.put_commands(&mut st.out, class, subscribe, &names);
             }
         }
         drop(st);
@@ -270,7 +283,10 @@ impl Hub {
         if w.left == 0 {
             let w = waiting.remove(&id).expect("present");
             drop(waiting);
-            w.client.complete(w.seq, |o| o.extend_from_slice(&w.reply));
+            w.client.complete(w.seq, |o| match &w.refused {
+                Some(line) => o.extend_from_slice(line),
+                None => o.extend_from_slice(&w.reply),
+            });
         }
     }
 
@@ -335,11 +351,12 @@ impl Hub {
             }
         }
         *self.to_send.borrow_mut() = Default::default();
+        self.sent.borrow_mut().clear();
         {
             let mut st = conn.st.borrow_mut();
             st.out.clear();
             for class in Class::ALL {
-                put_commands(&mut st.out, class.command(true), &names[class.idx()]);
+                self.put_commands(&mut st.out, class, true, &names[class.idx()]);
             }
         }
         for id in waiters {
@@ -348,6 +365,7 @@ impl Hub {
     }
 
     fn disconnected(&self) {
+        self.sent.borrow_mut().clear();
         for id in self.all_waiters_done() {
             self.done(id);
         }
@@ -362,21 +380,83 @@ impl Hub {
         };
         match Class::of_event(event) {
             Some((class, Event::Message)) if n >= 3 => self.message(class, name, frame),
-            Some((class, Event::Subscribed)) => self.confirmed(class, name),
+            Some((class, Event::Subscribed)) => {
+                self.answered();
+                self.confirmed(class, name);
+            }
+            _ if event.ends_with(b"unsubscribe") => self.answered(),
             _ => {}
         }
     }
-}
 
-fn put_commands(out: &mut BytesMut, cmd: &[u8], names: &[Bytes]) {
-    for chunk in names.chunks(NAMES_PER_COMMAND) {
-        put_command(
-            out,
-            std::iter::once(cmd)
-                .chain(chunk.iter().map(|n| &n[..]))
-                .collect::<Vec<_>>()
-                .into_iter(),
-        );
+    /// One push answering the oldest command sent.
+    fn answered(&self) {
+        let mut sent = self.sent.borrow_mut();
+        if let Some(s) = sent.front_mut() {
+            s.owed = s.owed.saturating_sub(1);
+            if s.owed == 0 {
+                sent.pop_front();
+            }
+        }
+    }
+
+    /// An error reply: Redis refused the oldest command sent (`-NOPERM` for a channel the
+    /// proxy's user may not use). A refused SUBSCRIBE leaves its names unsubscribed, and the
+    /// clients that waited for them get Redis's error instead of a confirmation.
+    fn refused(&self, frame: &[u8]) -> bool {
+        if frame.first() != Some(&b'-') {
+            return false;
+        }
+        let Some(s) = self.sent.borrow_mut().pop_front() else {
+            return false;
+        };
+        if !s.subscribe {
+            return true;
+        }
+        let line = frame.to_vec();
+        let mut ids = Vec::new();
+        {
+            let mut entries = self.entries.borrow_mut();
+            let map = &mut entries[s.class.idx()];
+            for name in &s.names {
+                let Some(e) = map.get_mut(name) else { continue };
+                ids.extend(e.confirms.pop_front().unwrap_or_default());
+                if e.confirms.is_empty() {
+                    let subs = std::mem::take(&mut e.subs);
+                    let last = subs.len().saturating_sub(1);
+                    for (i, sub) in subs.iter().enumerate() {
+                        sub.remove(s.class, name);
+                        super::counts::changed(s.class, name, i == last, -1);
+                    }
+                    map.remove(name);
+                }
+            }
+        }
+        for id in ids {
+            if let Some(w) = self.waiting.borrow_mut().get_mut(&id) {
+                w.refused = Some(line.clone());
+            }
+            self.done(id);
+        }
+        true
+    }
+
+    fn put_commands(&self, out: &mut BytesMut, class: Class, subscribe: bool, names: &[Bytes]) {
+        for chunk in names.chunks(NAMES_PER_COMMAND) {
+            put_command(
+                out,
+                std::iter::once(class.command(subscribe))
+                    .chain(chunk.iter().map(|n| &n[..]))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            self.sent.borrow_mut().push_back(Sent {
+                class,
+                subscribe,
+                names: chunk.to_vec(),
+                owed: chunk.len(),
+            });
+        }
     }
 }
 
@@ -405,5 +485,9 @@ impl Sink<NoReply> for Shard {
 
     fn disconnected(&self, _: &crate::backend::Params) {
         self.pubsub.disconnected();
+    }
+
+    fn stray(&self, frame: &[u8]) -> bool {
+        self.pubsub.refused(frame)
     }
 }
