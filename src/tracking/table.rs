@@ -104,6 +104,11 @@ impl Table {
         };
         let mut keys = self.keys.borrow_mut();
         if let Some(readers) = keys.get_mut(key) {
+            // Clients that stopped tracking (or left) are dropped here, as this list is read
+            // anyway: a hot key never written does not grow with every client that read it.
+            let live = self.trackers.borrow();
+            readers.retain(|r| live.contains_key(&r.id));
+            drop(live);
             match readers.iter_mut().find(|r| r.id == t.id()) {
                 Some(r) => {
                     r.redis_only &= redis_only;
