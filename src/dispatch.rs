@@ -91,17 +91,8 @@ impl Session {
         }
     }
 
-    /// The client is in subscriber mode (for the metrics).
-    #[inline]
-    fn subscribed(&self) -> bool {
-        self.sub.as_ref().is_some_and(|sub| sub.total() > 0)
-    }
-
     /// The client left: its dedicated connections go back clean, or are closed.
     pub fn end(&mut self, shard: &Shard) {
-        if self.subscribed() {
-            shard.stats.subscriber_changed(false);
-        }
         self.stop_monitor();
         crate::pubsub::session::leave_all(shard, self);
         crate::tracking::command::disable(shard, self);
@@ -131,21 +122,6 @@ pub enum Flow {
 }
 
 pub fn dispatch(
-    shard: &Rc<Shard>,
-    client: &Rc<ClientShared>,
-    s: &mut Session,
-    args: Args,
-    raw: Option<&[u8]>,
-) -> Flow {
-    let was_subscribed = s.subscribed();
-    let flow = dispatch_tracking(shard, client, s, args, raw);
-    if s.subscribed() != was_subscribed {
-        shard.stats.subscriber_changed(!was_subscribed);
-    }
-    flow
-}
-
-fn dispatch_tracking(
     shard: &Rc<Shard>,
     client: &Rc<ClientShared>,
     s: &mut Session,
@@ -439,20 +415,15 @@ fn dispatch_muted(
         }
         Kind::Read => match crate::pubsub::counts::fix_for(&args) {
             Some(fix) => {
-                if let Some(flow) =
-                    switching(conn, client).or_else(|| not_admitted(conn, client, 1))
-                {
+                if let Some(flow) = switching(conn, client) {
                     return flow;
                 }
-                let seq = client.push_pending();
-                let w = Waiter::Counted {
+                send_with(conn, client, &args, raw, |seq| Waiter::Counted {
                     client: client.clone(),
                     seq,
                     proto,
                     fix,
-                };
-                conn.send_request(raw, &args, w);
-                Flow::Next
+                })
             }
             None => forward_on(conn, client, args, raw, class.shape, proto),
         },
@@ -642,17 +613,28 @@ fn send_on(
     shape: Shape,
     proto: Proto,
 ) -> Flow {
-    if let Some(flow) = not_admitted(conn, client, 1) {
-        return flow;
-    }
-    let seq = client.push_pending();
-    let w = Waiter::Reply {
+    send_with(conn, client, &args, raw, |seq| Waiter::Reply {
         client: client.clone(),
         seq,
         shape,
         proto,
-    };
-    conn.send_request(raw, &args, w);
+    })
+}
+
+/// Queues a request whose reply goes to the waiter `waiter` makes for the client's slot.
+#[inline]
+fn send_with(
+    conn: &Rc<Conn<Waiter>>,
+    client: &Rc<ClientShared>,
+    args: &Args,
+    raw: Option<&[u8]>,
+    waiter: impl FnOnce(u64) -> Waiter,
+) -> Flow {
+    if let Some(flow) = not_admitted(conn, client, 1) {
+        return flow;
+    }
+    let seq = client.push_pending();
+    conn.send_request(raw, args, waiter(seq));
     Flow::Next
 }
 

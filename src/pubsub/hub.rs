@@ -403,7 +403,7 @@ impl Hub {
     /// An error reply: Redis refused the oldest command sent (`-NOPERM` for a channel the
     /// proxy's user may not use). A refused SUBSCRIBE leaves its names unsubscribed, and the
     /// clients that waited for them get Redis's error instead of a confirmation.
-    fn refused(&self, frame: &[u8]) -> bool {
+    fn refused(&self, shard: &Shard, frame: &[u8]) -> bool {
         if frame.first() != Some(&b'-') {
             return false;
         }
@@ -427,6 +427,7 @@ impl Hub {
                     for (i, sub) in subs.iter().enumerate() {
                         sub.remove(s.class, name);
                         super::counts::changed(s.class, name, i == last, -1);
+                        super::session::show(shard, &sub.client, sub);
                     }
                     map.remove(name);
                 }
@@ -488,6 +489,6 @@ impl Sink<NoReply> for Shard {
     }
 
     fn stray(&self, frame: &[u8]) -> bool {
-        self.pubsub.refused(frame)
+        self.pubsub.refused(self, frame)
     }
 }

@@ -73,7 +73,7 @@ pub fn subscribe(
         );
     }
     hub.send();
-    show(client, &sub);
+    show(shard, client, &sub);
     // Sent even under CLIENT REPLY OFF, as by redis-server.
     if waits.is_empty() {
         client.push_always(|o| o.extend_from_slice(&reply));
@@ -116,7 +116,7 @@ pub fn unsubscribe(
     }
     hub.send();
     if let Some(sub) = &s.sub {
-        show(client, sub);
+        show(shard, client, sub);
     }
     client.push_always(|o| o.extend_from_slice(&reply));
     Flow::Next
@@ -132,7 +132,7 @@ pub fn leave_all(shard: &Shard, s: &mut Session) {
         }
     }
     shard.pubsub.send();
-    show(&sub.client, &sub);
+    show(shard, &sub.client, &sub);
 }
 
 /// The client switched protocols: its messages follow.
@@ -198,11 +198,14 @@ pub fn subscribed_mode(shard: &Shard, client: &ClientShared, s: &Session, args: 
     true
 }
 
-/// What CLIENT LIST shows of the client's subscriptions.
-fn show(client: &ClientShared, sub: &Subscriber) {
+/// What CLIENT LIST and the subscriber gauge show of the client's subscriptions.
+pub(super) fn show(shard: &Shard, client: &ClientShared, sub: &Subscriber) {
     let n = |c: Class| sub.len(c) as i64;
     let (ch, pat, sh) = (n(Class::Channel), n(Class::Pattern), n(Class::Shard));
-    client.pubsub.set(ch + pat + sh > 0);
+    let subscribed = ch + pat + sh > 0;
+    if client.pubsub.replace(subscribed) != subscribed {
+        shard.stats.subscriber_changed(subscribed);
+    }
     client.info().update(|d| {
         d.sub = ch;
         d.psub = pat;
