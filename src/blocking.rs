@@ -25,7 +25,11 @@ pub fn blocking(
     if client.backlog().1 > 0 {
         return Flow::Drain;
     }
-    let Some(c) = shard.pool.acquire(shard, s.db) else {
+    let Some(addr) = shard.dedicated_addr(crate::command::Kind::Blocking, &args) else {
+        client.push_local(|o| put_error(o, crate::cluster::dispatch::CLUSTERDOWN));
+        return Flow::Next;
+    };
+    let Some(c) = shard.pool.acquire_at(shard, addr, s.db) else {
         client.push_local(|o| put_error(o, b"ERR max pinned connections reached"));
         return Flow::Next;
     };

@@ -61,7 +61,8 @@ pub struct Config {
     pub http: Option<String>,
 
     /// Backing Redis: `host:port` or `redis://[user:password@]host:port[/db]`. Credentials and db
-    /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT).
+    /// are applied on every backend connection (HELLO AUTH / AUTH, SELECT). For a Redis Cluster,
+    /// a comma-separated list of seed nodes: `redis://[user:password@]h1:7000,h2:7000`.
     // Parsed in `prepare`, not by clap: clap's error would echo the value, password included.
     #[arg(
         long = "redis",
@@ -75,6 +76,24 @@ pub struct Config {
     /// `--redis`, parsed.
     #[arg(skip)]
     pub redis: RedisTarget,
+
+    /// Redis Cluster mode: `auto` asks the first reachable seed node (`CLUSTER SLOTS`) and
+    /// uses cluster mode if it is a cluster node; `on` requires a cluster; `off` treats the
+    /// backend as one server.
+    #[arg(long, env = "REDIS_PROXY_CLUSTER", value_enum, default_value_t = ClusterMode::Auto)]
+    pub cluster: ClusterMode,
+
+    /// Cluster mode: how often the slot map is reloaded. It is also reloaded after a
+    /// `-MOVED` and when a node connection fails, at most a few times per second.
+    #[arg(long, env = "REDIS_PROXY_SLOTS_RELOAD_INTERVAL", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub slots_reload_interval: Duration,
+
+    /// Cluster mode: where reads (cache misses included) go. `master`; `replica` (a replica
+    /// of the key's slot, the master only if the slot has none); `prefer-replica` (a replica
+    /// while its connection is up, else the master). Writes always go to masters. Reads from
+    /// replicas may lag behind writes by the replication delay.
+    #[arg(long, env = "REDIS_PROXY_READ_FROM", value_enum, default_value_t = ReadFrom::Master)]
+    pub read_from: ReadFrom,
 
     /// Most keys cached by the whole proxy, split evenly across threads; 0 turns the cache off.
     #[arg(long, env = "REDIS_PROXY_CAPACITY", default_value_t = 10_000)]
@@ -216,6 +235,20 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterMode {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadFrom {
+    Master,
+    Replica,
+    PreferReplica,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Invalidation {
     Tracking,
     Off,
@@ -229,10 +262,79 @@ pub struct RedisTarget {
     pub user: Option<String>,
     pub password: Option<String>,
     pub db: u32,
+    /// Every node given (`host`/`port` first): seed nodes of a cluster.
+    pub seeds: Vec<(String, u16)>,
+}
+
+/// `host:port`, `[v6]:port`.
+fn host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected host:port, got '{s}'"))?;
+    let port = port.parse().map_err(|_| format!("invalid port in '{s}'"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("no host in '{s}'"));
+    }
+    Ok((host.to_string(), port))
 }
 
 impl RedisTarget {
+    /// Parses one target or a comma-separated list of seed nodes (credentials and db, in the
+    /// URL form, apply to all).
     pub fn parse(s: &str) -> Result<Self, String> {
+        let (scheme, rest) = match s.split_once("://") {
+            Some((scheme, rest)) => (Some(scheme), rest),
+            None => (None, s),
+        };
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (Some(auth), hosts),
+            None => (None, rest),
+        };
+        let (hosts, path) = match hosts.split_once('/') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hosts, None),
+        };
+        let mut list = hosts.split(',');
+        let first = list.next().unwrap_or_default();
+        let others: Vec<&str> = list.collect();
+        if others.is_empty() {
+            return Self::parse_one(s);
+        }
+        let mut one = String::new();
+        if let Some(scheme) = scheme {
+            one.push_str(scheme);
+            one.push_str("://");
+        }
+        if let Some(auth) = auth {
+            one.push_str(auth);
+            one.push('@');
+        }
+        one.push_str(first);
+        if let Some(path) = path {
+            one.push('/');
+            one.push_str(path);
+        }
+        let mut t = Self::parse_one(&one)?;
+        for h in others {
+            let default_port = scheme.is_some().then_some(6379);
+            let seed = match (h.rsplit_once(':'), default_port) {
+                (Some((_, p)), _) if p.parse::<u16>().is_ok() => host_port(h)?,
+                (_, Some(port)) if !h.is_empty() => (h.to_string(), port),
+                _ => host_port(h)?,
+            };
+            t.seeds.push(seed);
+        }
+        Ok(t)
+    }
+
+    fn parse_one(s: &str) -> Result<Self, String> {
+        let mut t = Self::parse_single(s)?;
+        t.seeds = vec![(t.host.clone(), t.port)];
+        Ok(t)
+    }
+
+    fn parse_single(s: &str) -> Result<Self, String> {
         if s.contains("://") {
             let url = url::Url::parse(s).map_err(|e| format!("invalid Redis URL: {e}"))?;
             if url.scheme() != "redis" {
@@ -269,22 +371,17 @@ impl RedisTarget {
                 user,
                 password,
                 db,
+                seeds: Vec::new(),
             })
         } else {
-            let (host, port) = s
-                .rsplit_once(':')
-                .ok_or_else(|| format!("expected host:port, got '{s}'"))?;
-            let port = port.parse().map_err(|_| format!("invalid port in '{s}'"))?;
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
+            let (host, port) = host_port(s)?;
             Ok(RedisTarget {
                 host,
                 port,
                 user: None,
                 password: None,
                 db: 0,
+                seeds: Vec::new(),
             })
         }
     }
@@ -311,11 +408,22 @@ impl fmt::Display for RedisTarget {
         if self.user.is_some() || self.password.is_some() {
             write!(f, "@")?;
         }
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}/{}", self.host, self.port, self.db)
+        let seeds = if self.seeds.is_empty() {
+            vec![(self.host.clone(), self.port)]
         } else {
-            write!(f, "{}:{}/{}", self.host, self.port, self.db)
+            self.seeds.clone()
+        };
+        for (i, (host, port)) in seeds.iter().enumerate() {
+            if i > 0 {
+                write!(f, ",")?;
+            }
+            if host.contains(':') {
+                write!(f, "[{host}]:{port}")?;
+            } else {
+                write!(f, "{host}:{port}")?;
+            }
         }
+        write!(f, "/{}", self.db)
     }
 }
 
@@ -356,6 +464,9 @@ impl Config {
         }
         if self.connect_timeout.is_zero() {
             return Err("--connect-timeout must be positive".into());
+        }
+        if self.slots_reload_interval < Duration::from_millis(100) {
+            return Err("--slots-reload-interval must be at least 100ms".into());
         }
         if self.backend_timeout.is_zero() {
             return Err("--backend-timeout must be positive".into());
@@ -477,6 +588,41 @@ mod tests {
         );
         let t = RedisTarget::parse("[::1]:7000").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 7000));
+        assert_eq!(t.seeds, [("::1".to_string(), 7000)]);
+    }
+
+    #[test]
+    fn cluster_seed_lists() {
+        let t =
+            RedisTarget::parse("redis://bob:pw@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("10.0.0.1", 7000));
+        assert_eq!(t.password.as_deref(), Some("pw"));
+        let seeds: Vec<_> = t.seeds.iter().map(|(h, p)| format!("{h}/{p}")).collect();
+        assert_eq!(seeds, ["10.0.0.1/7000", "10.0.0.2/7001", "::1/7002"]);
+        assert_eq!(
+            t.to_string(),
+            "redis://bob:***@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002/0"
+        );
+        let t = RedisTarget::parse("127.0.0.1:7000,127.0.0.1:7001").unwrap();
+        assert_eq!(t.seeds.len(), 2);
+        let t = RedisTarget::parse("redis://a.example,b.example:7001").unwrap();
+        assert_eq!(t.seeds[0], ("a.example".to_string(), 6379));
+        assert_eq!(t.seeds[1], ("b.example".to_string(), 7001));
+        assert!(RedisTarget::parse("127.0.0.1:7000,nowhere").is_err());
+        assert!(RedisTarget::parse("127.0.0.1:7000,").is_err());
+        let c = parse(&[
+            "--redis",
+            "h:1,h:2",
+            "--cluster",
+            "on",
+            "--read-from",
+            "prefer-replica",
+        ])
+        .unwrap();
+        assert_eq!(c.cluster, ClusterMode::On);
+        assert_eq!(c.read_from, ReadFrom::PreferReplica);
+        assert_eq!(c.slots_reload_interval, Duration::from_secs(3));
+        assert!(parse(&["--slots-reload-interval", "10ms"]).is_err());
     }
 
     #[test]

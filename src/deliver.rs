@@ -60,14 +60,23 @@ pub enum Waiter {
         seq: u64,
         proto: Proto,
     },
+    /// A request on a cluster node's connection: sent again where `-MOVED`/`-ASK` point.
+    Routed(Box<crate::cluster::Routed>),
+    /// One part of a command split across cluster nodes.
+    Part(crate::cluster::split::GatherRef, u32),
 }
 
 impl Sink<Waiter> for Shard {
     fn reply(&self, w: Waiter, frame: &[u8], info: FrameInfo, resp3: bool) {
         if let Some(us) = crate::observe::stats::take_reply_age() {
             self.stats.rtt.observe(us, 1);
-            match &w {
+            let inner = match &w {
+                Waiter::Routed(r) => &r.inner,
+                w => w,
+            };
+            match inner {
                 Waiter::Reply { .. }
+                | Waiter::Part(..)
                 | Waiter::Exec(_)
                 | Waiter::Info { .. }
                 | Waiter::Counted { .. } => self.stats.replied(Class::Forwarded, us, 1),
@@ -126,7 +135,24 @@ impl Sink<Waiter> for Shard {
                     });
                 }
             }
-            Waiter::Ignore => {}
+            Waiter::Routed(r) => {
+                let r = match crate::cluster::redirect::is_redirect(frame) {
+                    true => crate::cluster::follow(self, r, frame),
+                    false => Some(r),
+                };
+                if let Some(r) = r {
+                    self.reply(r.inner, frame, info, resp3);
+                }
+            }
+            Waiter::Part(g, i) => crate::cluster::split::part_reply(&g, i as usize, frame, resp3),
+            Waiter::Ignore => {
+                // A redirected command of a transaction block: the map is out of date.
+                if crate::cluster::redirect::is_redirect(frame) {
+                    if let Some(c) = &self.cluster {
+                        c.want_reload();
+                    }
+                }
+            }
         }
     }
 
@@ -195,6 +221,8 @@ impl Sink<Waiter> for Shard {
             Waiter::Exec(e) => e.fail(self, msg),
             Waiter::Ttl(f) => self.inflight.borrow_mut().finish(&f),
             Waiter::Probe(conn) => conn.st.borrow_mut().probing = false,
+            Waiter::Routed(r) => self.fail(r.inner, msg),
+            Waiter::Part(g, i) => crate::cluster::split::part_fail(&g, i as usize, msg),
             // Registered again, with everything, when the connection is back.
             Waiter::Bcast(clients) => {
                 for (client, seq) in clients {
@@ -220,6 +248,10 @@ impl Sink<Waiter> for Shard {
     fn disconnected(&self, from: &crate::backend::Params) {
         if from.bcast {
             self.bcast.disconnected();
+        }
+        // A node may have failed over: look at the slot map soon.
+        if let Some(c) = &self.cluster {
+            c.want_reload();
         }
     }
 

@@ -223,6 +223,30 @@ fn dispatch_muted(
             }
             return Flow::Next;
         }
+        Kind::Subscribe(crate::pubsub::Class::Shard) if shard.cluster.is_some() => {
+            refuse(
+                client,
+                &args,
+                "sharded pub/sub is not yet routed in cluster mode",
+            );
+            return Flow::Next;
+        }
+        Kind::Monitor if shard.cluster.is_some() => {
+            refuse(client, &args, "in cluster mode it would see one node only");
+            return Flow::Next;
+        }
+        // A cluster client's per-connection flags: the proxy routes reads and redirections
+        // itself, so they change nothing.
+        Kind::Refused(_)
+            if shard.cluster.is_some()
+                && args.len() == 1
+                && [&b"READONLY"[..], b"READWRITE", b"ASKING"]
+                    .iter()
+                    .any(|n| args.get(0).eq_ignore_ascii_case(n)) =>
+        {
+            client.push_local(|o| o.extend_from_slice(b"+OK\r\n"));
+            return Flow::Next;
+        }
         Kind::Subscribe(c) => return crate::pubsub::session::subscribe(shard, client, s, c, &args),
         Kind::Unsubscribe(c) => {
             return crate::pubsub::session::unsubscribe(shard, client, s, c, &args)
@@ -250,6 +274,10 @@ fn dispatch_muted(
             let Some(db) = crate::client_cmd::select(shard, &args, client) else {
                 return Flow::Next;
             };
+            if db != 0 && shard.cluster.is_some() {
+                client.push_local(|o| put_error(o, b"ERR SELECT is not allowed in cluster mode"));
+                return Flow::Next;
+            }
             s.db = db;
             client.info().update(|d| d.db = db);
             match &s.pinned {
@@ -276,7 +304,9 @@ fn dispatch_muted(
             // command (OOM, BUSY): give it a dedicated connection where Redis itself queues. A
             // pipelined MULTI ... EXEC (redis-py's pipeline, ioredis's multi) is queued here and
             // sent as one block on the shared connection.
-            if s.pinned.is_none() && s.batch_end {
+            // In cluster mode the transaction's node is known only from its keys: always queued
+            // here.
+            if s.pinned.is_none() && s.batch_end && shard.cluster.is_none() {
                 if client.backlog().1 > 0 {
                     return Flow::Drain;
                 }
@@ -308,7 +338,11 @@ fn dispatch_muted(
             if client.backlog().1 > 0 {
                 return Flow::Drain;
             }
-            let Some(c) = shard.pool.acquire(shard, s.db) else {
+            let Some(addr) = shard.dedicated_addr(class.kind, &args) else {
+                client.push_local(|o| put_error(o, crate::cluster::dispatch::CLUSTERDOWN));
+                return Flow::Next;
+            };
+            let Some(c) = shard.pool.acquire_at(shard, addr, s.db) else {
                 client.push_local(|o| put_error(o, b"ERR max pinned connections reached"));
                 return Flow::Next;
             };
@@ -323,6 +357,9 @@ fn dispatch_muted(
     if let Some(c) = &s.pinned {
         let c = c.clone();
         return pinned(shard, client, s, &c, args, raw, class.kind, class.shape);
+    }
+    if shard.cluster.is_some() {
+        return crate::cluster::dispatch::dispatch(shard, client, s, args, raw, class);
     }
     let cache_on = shard.cache_on;
     // Dbs past 255 are not cached (the cache keeps the db in a byte).

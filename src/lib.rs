@@ -51,7 +51,11 @@
 //! - [`tracking`]: CLIENT TRACKING for the proxy's own clients, from what the shard learns of
 //!   writes (its own, and Redis's invalidation pushes); BCAST through a connection of its own.
 //!
-//! Deliberately missing: Redis Cluster, HTTP writes (the HTTP front-end only reads).
+//! - [`cluster`]: Redis Cluster behind the proxy: slot map per shard, a connection per node,
+//!   MOVED/ASK followed, multi-key commands split, a one-node cluster shown to cluster-aware
+//!   clients.
+//!
+//! Deliberately missing: HTTP writes (the HTTP front-end only reads).
 
 pub mod auth;
 pub mod backend;
@@ -59,6 +63,7 @@ pub mod blocking;
 pub mod cache;
 pub mod client;
 pub mod client_cmd;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod deliver;

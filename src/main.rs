@@ -50,7 +50,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String> {
-    let redis_addr = cfg.redis.resolve()?;
+    let cluster = redis_proxy::cluster::detect::detect(&cfg)?.map(Arc::new);
+    let redis_addr = match &cluster {
+        Some(c) => c.home,
+        None => cfg.redis.resolve()?,
+    };
     let mut listen = cfg.listen_addr()?;
     // Bind once without SO_REUSEPORT: fails if another process (even another redis-proxy, whose
     // listeners use SO_REUSEPORT) owns the port, instead of silently sharing its connections.
@@ -105,6 +109,7 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
         connections,
         board: board.clone(),
         ready: tx,
+        cluster: cluster.clone(),
     };
     let admin = match cfg.admin {
         Some(addr) => Some(
@@ -151,6 +156,14 @@ fn run(cfg: config::Config, mut reloader: reload::Reloader) -> Result<(), String
     );
     if let Some(http) = http {
         info!("HTTP GETs served on {http}");
+    }
+    if let Some(c) = &cluster {
+        info!(
+            "Redis Cluster mode: {} slot ranges, reads from {:?}, slot map reloaded every {}",
+            c.topology.ranges.len(),
+            cfg.read_from,
+            humantime::format_duration(cfg.slots_reload_interval)
+        );
     }
     while !stop.load(Ordering::SeqCst) {
         if hup.swap(false, Ordering::SeqCst) {

@@ -36,6 +36,8 @@ pub struct Multi {
     pub dirty: bool,
     /// Keys the queued commands read, for a tracking client (key, Redis's word only).
     pub reads: Vec<(Bytes, bool)>,
+    /// Cluster mode: the slot of the queued commands' keys (they must share one).
+    pub slot: Option<u16>,
 }
 
 impl Multi {
@@ -231,6 +233,20 @@ pub fn in_multi(
             client.push_local(|o| put_error(o, err.as_bytes()));
             return Flow::Next;
         }
+        if shard.cluster.is_some() {
+            let table = shard.commands();
+            if let Some(i) = crate::cluster::route::first_key(table.as_deref(), kind, &args) {
+                let slot = crate::cluster::slots::key_slot(args.get(i));
+                if *m.slot.get_or_insert(slot) != slot {
+                    // As a cluster node refuses it at queue time (then EXEC aborts).
+                    m.dirty = true;
+                    client.push_local(|o| {
+                        put_error(o, b"CROSSSLOT Keys in request don't hash to the same slot")
+                    });
+                    return Flow::Next;
+                }
+            }
+        }
     }
     m.queued += 1;
     m.shapes.push(shape);
@@ -269,9 +285,33 @@ fn exec(
         client.push_local(|o| o.extend_from_slice(EXECABORT));
         return Flow::Next;
     }
-    let conn = s.pinned.clone().unwrap_or_else(|| shard.conn_for(s.db));
+    let conn = match (&s.pinned, &shard.cluster) {
+        (Some(c), _) => c.clone(),
+        (None, Some(cluster)) => {
+            let conn = match m.slot {
+                Some(slot) => cluster.route(slot, false),
+                None => cluster.any_master(),
+            };
+            let Some(conn) = conn else {
+                s.multi = None;
+                client.push_local(|o| put_error(o, crate::cluster::dispatch::CLUSTERDOWN));
+                return Flow::Next;
+            };
+            if let Some(flow) = crate::dispatch::switching_at(cluster.token(), client) {
+                return flow;
+            }
+            // The block runs where the map says: counted as this client's cluster requests.
+            client.last_conn.set(cluster.token());
+            conn
+        }
+        (None, None) => shard.conn_for(s.db),
+    };
     let n = if s.pinned.is_some() { 1 } else { m.queued + 2 };
-    if let Some(flow) = switching(&conn, client).or_else(|| not_admitted(&conn, client, n)) {
+    let switched = match shard.cluster.is_some() && s.pinned.is_none() {
+        true => None,
+        false => switching(&conn, client),
+    };
+    if let Some(flow) = switched.or_else(|| not_admitted(&conn, client, n)) {
         return flow;
     }
     let m = s.multi.take().expect("in a transaction");

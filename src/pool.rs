@@ -9,6 +9,7 @@ use crate::backend::{Conn, Status};
 use crate::deliver::Waiter;
 use crate::shard::Shard;
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 pub type Dedicated = Rc<Conn<Waiter>>;
@@ -35,6 +36,11 @@ impl Pool {
     /// A dedicated connection to `db`, or `None` past `--max-pinned`. It may still be
     /// connecting: requests queue until it is up (or fail with its error).
     pub fn acquire(&self, shard: &Rc<Shard>, db: u32) -> Option<Dedicated> {
+        self.acquire_at(shard, shard.redis_addr, db)
+    }
+
+    /// `acquire` on the node at `addr` (a cluster node; the warm ones go to `redis_addr`).
+    pub fn acquire_at(&self, shard: &Rc<Shard>, addr: SocketAddr, db: u32) -> Option<Dedicated> {
         if self.busy.borrow().len() >= self.max {
             return None;
         }
@@ -42,19 +48,20 @@ impl Pool {
             let mut idle = self.idle.borrow_mut();
             idle.retain(|c| c.status() != Status::Closed);
             idle.iter()
-                .position(|c| c.params.db == db)
+                .position(|c| c.params.db == db && c.params.addr == addr)
                 .map(|i| idle.swap_remove(i))
         };
-        let conn = reuse.unwrap_or_else(|| self.open(shard, db));
+        let conn = reuse.unwrap_or_else(|| self.open(shard, addr, db));
         self.busy.borrow_mut().push(conn.clone());
         Some(conn)
     }
 
-    fn open(&self, shard: &Rc<Shard>, db: u32) -> Dedicated {
+    fn open(&self, shard: &Rc<Shard>, addr: SocketAddr, db: u32) -> Dedicated {
         let n = self.opened.get() + 1;
         self.opened.set(n);
         let label = format!("shard {} dedicated #{n} (db {db})", shard.id);
         let mut params = shard.params(db, false, label);
+        params.addr = addr;
         params.log_connects = false;
         let conn = Rc::new(Conn::new(params, usize::MAX));
         monoio::spawn(run_dedicated(conn.clone(), shard.clone()));
@@ -73,6 +80,7 @@ impl Pool {
             && conn.status() == Status::Up
             && conn.in_flight() == 0
             && conn.params.db == shard.cfg.redis.db
+            && conn.params.addr == shard.redis_addr
             && self.idle.borrow().len() < self.warm;
         if reusable {
             self.idle.borrow_mut().push(conn.clone());
@@ -87,7 +95,7 @@ impl Pool {
         idle.retain(|c| c.status() != Status::Closed);
         while idle.len() < self.warm {
             let db = shard.cfg.redis.db;
-            idle.push(self.open(shard, db));
+            idle.push(self.open(shard, shard.redis_addr, db));
         }
     }
 

@@ -359,6 +359,12 @@ impl ClientShared {
         .await
     }
 
+    /// What is ready to send, taken (for tests of the code that completes replies).
+    #[cfg(test)]
+    pub(crate) fn take_ready(&self, out: &mut BytesMut) {
+        out.extend_from_slice(&std::mem::take(&mut self.q.borrow_mut().ready));
+    }
+
     /// Whether the backlog is under the limits (or the client is dead).
     #[inline]
     pub fn backlog_below(&self, bytes: usize, replies: usize) -> bool {

@@ -95,6 +95,8 @@ pub struct Shard {
     pub connections: Arc<AtomicUsize>,
     /// This shard's counters, read by the admin thread and INFO.
     pub stats: Arc<ShardStats>,
+    /// Cluster mode: the slot map and a connection per node (`None`: one Redis server).
+    pub cluster: Option<crate::cluster::topology::Cluster>,
 }
 
 impl Shard {
@@ -104,6 +106,7 @@ impl Shard {
         redis_addr: SocketAddr,
         connections: Arc<AtomicUsize>,
         board: Arc<Board>,
+        start: Option<&crate::cluster::detect::Start>,
     ) -> Self {
         let capacity = cfg.shard_capacity();
         let tracking = cfg.invalidation == Invalidation::Tracking && capacity > 0;
@@ -112,7 +115,18 @@ impl Shard {
         params.label = format!("shard {id}");
         let shared = Rc::new(Conn::new(params, cfg.redis_ops_limit));
         shared.timed.set(true);
+        let cluster = start.map(|st| {
+            crate::cluster::topology::Cluster::new(
+                &cfg,
+                &st.topology,
+                st.asked,
+                st.seeds.clone(),
+                id,
+                shared.clone(),
+            )
+        });
         Shard {
+            cluster,
             id,
             redis_addr,
             cache: RefCell::new(Cache::new(capacity)),
@@ -163,6 +177,7 @@ impl Shard {
             label: String::new(),
             log_connects: true,
             bcast: false,
+            readonly: false,
         }
     }
 
@@ -171,6 +186,23 @@ impl Shard {
         Params {
             label,
             ..Self::params_for(&self.cfg, self.redis_addr, db, tracking)
+        }
+    }
+
+    /// Where a dedicated connection for `args` goes: Redis, or in cluster mode the master of
+    /// its first key's slot (`None`: no node serves that slot).
+    pub fn dedicated_addr(
+        &self,
+        kind: crate::command::Kind,
+        args: &crate::resp::request::Args,
+    ) -> Option<SocketAddr> {
+        let Some(c) = &self.cluster else {
+            return Some(self.redis_addr);
+        };
+        let table = self.commands();
+        match crate::cluster::route::first_key(table.as_deref(), kind, args) {
+            Some(i) => c.master_addr(crate::cluster::slots::key_slot(args.get(i))),
+            None => Some(self.redis_addr),
         }
     }
 
@@ -413,6 +445,9 @@ impl Shard {
             c.flush();
         }
         self.bcast.flush();
+        if let Some(c) = &self.cluster {
+            c.flush();
+        }
     }
 
     /// Redis's `databases` setting, once known.
@@ -519,6 +554,9 @@ impl Shard {
             }
         }
         self.pool.each(|c| check_timeout(c, &**self, now, timeout));
+        if let Some(c) = &self.cluster {
+            c.tick(self, now);
+        }
         // Warm connections only while Redis is there: no connect churn while it is down.
         if !self.stopping() && self.shared.status() == Status::Up {
             self.pool.top_up(self);
@@ -544,6 +582,9 @@ impl Shard {
     pub fn each_long_lived(&self, mut f: impl FnMut(&Conn<Waiter>)) {
         f(&self.shared);
         self.other_dbs.borrow().iter().for_each(|c| f(c));
+        if let Some(cl) = &self.cluster {
+            cl.node_conns().iter().for_each(|c| f(c));
+        }
         for c in [&self.scripts, &self.oob] {
             if let Some(c) = &*c.borrow() {
                 f(c);
@@ -578,6 +619,8 @@ pub struct Common {
     pub board: Arc<Board>,
     /// Each shard reports here whether it bound its listener (and on which I/O driver).
     pub ready: std::sync::mpsc::Sender<Result<&'static str, String>>,
+    /// Cluster mode: the first slot map and the seed nodes.
+    pub cluster: Option<Arc<crate::cluster::detect::Start>>,
 }
 
 /// Starts shard `id` on its own thread, pinned to `core` when given.
@@ -653,6 +696,7 @@ async fn run(id: usize, common: Common) {
         connections,
         board,
         ready,
+        cluster,
     } = common;
     let listener = match crate::listener::bind(listen) {
         Ok(l) => l,
@@ -668,7 +712,17 @@ async fn run(id: usize, common: Common) {
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, cfg, redis_addr, connections, board));
+    let shard = Rc::new(Shard::new(
+        id,
+        cfg,
+        redis_addr,
+        connections,
+        board,
+        cluster.as_deref(),
+    ));
+    if let Some(c) = &shard.cluster {
+        c.bind(&shard);
+    }
     let _ = ready.send(Ok(DRIVER.with(|d| d.get())));
     monoio::spawn(supervise(shard.shared.clone(), shard.clone()));
     crate::tracking::mail::install(&shard);

@@ -79,6 +79,12 @@ pub async fn open(p: &Params, hello: bool) -> Result<Opened, String> {
             return Err(format!("SELECT {db} failed: {}", error_text(&reply)));
         }
     }
+    if p.readonly {
+        let reply = roundtrip(&mut stream, &mut buf, &[b"READONLY"]).await?;
+        if !reply.starts_with(b"+") {
+            return Err(format!("READONLY failed: {}", error_text(&reply)));
+        }
+    }
     if server.resp3 && p.tracking {
         let reply = roundtrip(&mut stream, &mut buf, &[b"CLIENT", b"TRACKING", b"ON"]).await?;
         if reply.starts_with(b"+") {
@@ -148,7 +154,7 @@ fn error_text(reply: &[u8]) -> String {
 }
 
 /// Sends one command and reads its reply (skipping any push) during the handshake.
-async fn roundtrip(
+pub(crate) async fn roundtrip(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     args: &[&[u8]],

@@ -74,6 +74,8 @@ pub struct Params {
     /// Carries CLIENT TRACKING in BCAST mode for the proxy's BCAST clients (set up by its
     /// owner, not the handshake): its invalidations are broadcasts.
     pub bcast: bool,
+    /// Send `READONLY`: reads of a cluster replica's slots are served by the replica.
+    pub readonly: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

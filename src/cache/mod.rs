@@ -253,6 +253,20 @@ impl Cache {
         }
     }
 
+    /// Drops every entry whose key `doomed` picks (the slots a cluster node lost); returns how
+    /// many went.
+    pub fn remove_where(&mut self, mut doomed: impl FnMut(&[u8]) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.prev != FREE && doomed(e.key()) {
+                self.remove_at(i as u32);
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Drops everything and gives the memory back.
     pub fn clear(&mut self) {
         let (evictions, expirations) = (self.evictions, self.expirations);

@@ -121,6 +121,12 @@ pub fn tracking(
     if bcast && prefixes.is_empty() {
         prefixes.push(Bytes::new());
     }
+    if shard.cluster.is_some() {
+        return err(
+            client,
+            "ERR CLIENT TRACKING is not supported by redis-proxy in cluster mode",
+        );
+    }
     if !shard.client_tracking_possible() {
         return err(
             client,

@@ -1,0 +1,89 @@
+//! Redis Cluster behind the proxy. Clients see one Redis (or, if they ask, a one-node
+//! cluster: [`view`]); each shard routes every key command to the node serving its slot over
+//! one pipelined connection per node ([`topology`]), follows `-MOVED` and `-ASK` without the
+//! client seeing them ([`Routed`]), splits multi-key commands across slots and merges their
+//! replies in order ([`split`]), and reloads the slot map on a timer, after redirections and
+//! when a node connection fails.
+//!
+//! - [`detect`]: at start-up, is `--redis` a cluster, and its first slot map.
+//! - [`slots`]: CRC16 hash slots; `CLUSTER SLOTS` parsed.
+//! - [`redirect`]: `-MOVED`/`-ASK` parsed.
+//! - [`route`]: which argument routes a command.
+//! - [`dispatch`]: what a shard does with a client command in cluster mode.
+
+pub mod detect;
+pub mod dispatch;
+pub mod redirect;
+pub mod route;
+pub mod slots;
+pub mod split;
+pub mod topology;
+pub mod view;
+
+use crate::deliver::Waiter;
+use crate::shard::Shard;
+use bytes::Bytes;
+use std::net::SocketAddr;
+
+/// Redirections followed for one request before its client gets the last one as its reply
+/// (a slot bouncing between nodes while the cluster settles).
+const MAX_REDIRECTS: u8 = 5;
+
+/// A request on a node's connection, kept so it can be sent again where Redis redirects it.
+pub struct Routed {
+    pub req: Bytes,
+    /// The node it went to.
+    pub to: SocketAddr,
+    pub tries: u8,
+    pub inner: Waiter,
+}
+
+impl Routed {
+    pub fn new(req: Bytes, to: SocketAddr, inner: Waiter) -> Box<Routed> {
+        Box::new(Routed {
+            req,
+            to,
+            tries: 0,
+            inner,
+        })
+    }
+}
+
+/// `frame` redirects `r`: sends it again where Redis says (after `ASKING` for `-ASK`) and
+/// returns `None`; or gives it back when it cannot be followed, for the client to get the
+/// error as it is.
+pub fn follow(shard: &Shard, mut r: Box<Routed>, frame: &[u8]) -> Option<Box<Routed>> {
+    let cluster = shard.cluster.as_ref()?;
+    let Some(rd) = redirect::parse(frame) else {
+        return Some(r);
+    };
+    if r.tries >= MAX_REDIRECTS || rd.host.is_empty() {
+        cluster.want_reload();
+        return Some(r);
+    }
+    let Some(addr) = topology::resolve(&rd.host, rd.port, r.to) else {
+        cluster.want_reload();
+        return Some(r);
+    };
+    if !rd.ask {
+        cluster.moved(shard, rd.slot, addr);
+    }
+    let conn = cluster.conn_at(addr);
+    if matches!(
+        conn.status(),
+        crate::backend::Status::Down | crate::backend::Status::Closed
+    ) {
+        let msg = format!("ERR backend unavailable: {}", conn.st.borrow().last_error);
+        crate::backend::Sink::fail(shard, r.inner, &msg);
+        return None;
+    }
+    r.tries += 1;
+    r.to = addr;
+    if rd.ask {
+        conn.send_args([&b"ASKING"[..]].into_iter(), Waiter::Ignore);
+    }
+    let req = r.req.clone();
+    conn.send_raw(&req, Waiter::Routed(r));
+    conn.flush();
+    None
+}
