@@ -223,14 +223,6 @@ fn dispatch_muted(
             }
             return Flow::Next;
         }
-        Kind::Subscribe(crate::pubsub::Class::Shard) if shard.cluster.is_some() => {
-            refuse(
-                client,
-                &args,
-                "sharded pub/sub is not yet routed in cluster mode",
-            );
-            return Flow::Next;
-        }
         Kind::Monitor if shard.cluster.is_some() => {
             refuse(client, &args, "in cluster mode it would see one node only");
             return Flow::Next;

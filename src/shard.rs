@@ -57,7 +57,9 @@ pub struct Shard {
     /// Dedicated connections, for clients that hold server state or block.
     pub pool: Pool,
     /// Subscriptions at Redis and the clients listening.
-    pub pubsub: crate::pubsub::hub::Hub,
+    pub pubsub: Rc<crate::pubsub::hub::Hub>,
+    /// Cluster mode: shard channels' subscriptions, one hub per node.
+    pub shard_hubs: RefCell<Vec<Rc<crate::pubsub::hub::Hub>>>,
     /// What this shard's tracking clients read (CLIENT TRACKING for the proxy's clients).
     pub tracking: crate::tracking::table::Table,
     /// The connection in BCAST tracking mode, for BCAST clients.
@@ -139,6 +141,7 @@ impl Shard {
             shared,
             pool: Pool::new(cfg.backend_idle_connections, cfg.max_pinned),
             pubsub: Default::default(),
+            shard_hubs: RefCell::default(),
             tracking: crate::tracking::table::Table::new(
                 cfg.tracking_table_max_keys.div_ceil(cfg.threads()).max(1),
             ),

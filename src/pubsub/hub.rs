@@ -125,6 +125,10 @@ struct Sent {
 
 #[derive(Default)]
 pub struct Hub {
+    /// The node its subscriber connection goes to (`None`: the shard's Redis, or first node).
+    /// Cluster mode keeps one hub per node for shard channels, whose subscriptions live on the
+    /// master serving their slot.
+    pub addr: Option<std::net::SocketAddr>,
     conn: RefCell<Option<Rc<Conn<NoReply>>>>,
     entries: RefCell<[HashMap<Bytes, Entry>; 3]>,
     waiting: RefCell<HashMap<u64, Waiting>>,
@@ -141,11 +145,15 @@ impl Hub {
         if let Some(c) = &*self.conn.borrow() {
             return c.clone();
         }
-        let label = format!("shard {} subscriber", shard.id);
-        let conn = Rc::new(Conn::new(
-            shard.params(shard.cfg.redis.db, false, label),
-            usize::MAX,
-        ));
+        let label = match self.addr {
+            Some(a) => format!("shard {} subscriber at {a}", shard.id),
+            None => format!("shard {} subscriber", shard.id),
+        };
+        let mut params = shard.params(shard.cfg.redis.db, false, label);
+        if let Some(a) = self.addr {
+            params.addr = a;
+        }
+        let conn = Rc::new(Conn::new(params, usize::MAX));
         *self.conn.borrow_mut() = Some(conn.clone());
         monoio::spawn(supervise::<NoReply, Shard>(conn.clone(), shard.clone()));
         conn
@@ -372,6 +380,14 @@ impl Hub {
     }
 
     /// A push from the subscriber connection: a message to fan out, or a confirmation.
+    /// Whether `from` is this hub's connection.
+    fn owns(&self, from: &crate::backend::Params) -> bool {
+        self.conn
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| std::ptr::eq(&c.params, from))
+    }
+
     fn push(&self, frame: &[u8]) {
         let mut c = Cursor::new(frame);
         let Some((b'>', n)) = c.header() else { return };
@@ -461,13 +477,44 @@ impl Hub {
     }
 }
 
+impl Shard {
+    /// The hub whose subscriptions `class` `name` belongs to (`None`: in cluster mode, no node
+    /// serves the shard channel's slot).
+    pub fn hub(&self, class: Class, name: &[u8]) -> Option<Rc<Hub>> {
+        let Some(cluster) = self.cluster.as_ref().filter(|_| class == Class::Shard) else {
+            return Some(self.pubsub.clone());
+        };
+        let addr = cluster.master_addr(crate::cluster::slots::key_slot(name))?;
+        let mut hubs = self.shard_hubs.borrow_mut();
+        if let Some(h) = hubs.iter().find(|h| h.addr == Some(addr)) {
+            return Some(h.clone());
+        }
+        let h = Rc::new(Hub {
+            addr: Some(addr),
+            ..Hub::default()
+        });
+        hubs.push(h.clone());
+        Some(h)
+    }
+
+    /// The hub of the subscriber connection `from`.
+    fn hub_of(&self, from: &crate::backend::Params) -> Rc<Hub> {
+        self.shard_hubs
+            .borrow()
+            .iter()
+            .find(|h| h.owns(from))
+            .cloned()
+            .unwrap_or_else(|| self.pubsub.clone())
+    }
+}
+
 impl Sink<NoReply> for Shard {
     fn reply(&self, w: NoReply, _: &[u8], _: FrameInfo, _: bool) {
         match w {}
     }
 
-    fn push(&self, frame: &[u8], _: &crate::backend::Params, _: u64) {
-        self.pubsub.push(frame);
+    fn push(&self, frame: &[u8], from: &crate::backend::Params, _: u64) {
+        self.hub_of(from).push(frame);
     }
 
     fn fail(&self, w: NoReply, _: &str) {
@@ -480,15 +527,20 @@ impl Sink<NoReply> for Shard {
         Shard::now(self)
     }
 
-    fn connected(&self, _: &crate::backend::Params) {
-        self.pubsub.connected();
+    fn connected(&self, from: &crate::backend::Params) {
+        self.hub_of(from).connected();
     }
 
-    fn disconnected(&self, _: &crate::backend::Params) {
-        self.pubsub.disconnected();
+    fn disconnected(&self, from: &crate::backend::Params) {
+        self.hub_of(from).disconnected();
     }
 
     fn stray(&self, frame: &[u8]) -> bool {
-        self.pubsub.refused(self, frame)
+        // Without the connection's identity: the error answers the hub with a command owed.
+        let hubs: Vec<Rc<Hub>> = std::iter::once(self.pubsub.clone())
+            .chain(self.shard_hubs.borrow().iter().cloned())
+            .collect();
+        hubs.iter()
+            .any(|h| !h.sent.borrow().is_empty() && h.refused(self, frame))
     }
 }

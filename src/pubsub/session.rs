@@ -36,7 +36,20 @@ pub fn subscribe(
         let name = String::from_utf8_lossy(class.command(true)).to_lowercase();
         return arity(client, &name);
     }
-    let hub = &shard.pubsub;
+    // Shard channels of one command share a slot (in cluster mode, they live on its master).
+    let slot = crate::cluster::slots::key_slot;
+    if class == Class::Shard
+        && shard.cluster.is_some()
+        && args.iter().skip(2).any(|n| slot(n) != slot(args.get(1)))
+    {
+        client
+            .push_local(|o| put_error(o, b"CROSSSLOT Keys in request don't hash to the same slot"));
+        return Flow::Next;
+    }
+    let Some(hub) = shard.hub(class, args.get(1)) else {
+        client.push_local(|o| put_error(o, crate::cluster::dispatch::CLUSTERDOWN));
+        return Flow::Next;
+    };
     let known = |n: &[u8]| s.sub.as_ref().is_some_and(|sub| sub.has(class, n));
     // Redis must hold the subscription before the client hears it confirmed, and the client's
     // commands before it (a PUBLISH) must reach Redis first.
@@ -91,7 +104,6 @@ pub fn unsubscribe(
     class: Class,
     args: &Args,
 ) -> Flow {
-    let hub = &shard.pubsub;
     let proto = s.proto;
     let names: Vec<Bytes> = if args.len() > 1 {
         args.iter().skip(1).map(Bytes::copy_from_slice).collect()
@@ -106,15 +118,23 @@ pub fn unsubscribe(
     if names.is_empty() {
         put_event(&mut reply, proto, class.event(false), None, count(s));
     }
+    let mut hubs: Vec<Rc<super::hub::Hub>> = Vec::new();
     for name in &names {
         if let Some(sub) = &s.sub {
             if sub.remove(class, name) {
-                hub.remove(class, name, sub);
+                if let Some(hub) = shard.hub(class, name) {
+                    hub.remove(class, name, sub);
+                    if !hubs.iter().any(|h| Rc::ptr_eq(h, &hub)) {
+                        hubs.push(hub);
+                    }
+                }
             }
         }
         put_event(&mut reply, proto, class.event(false), Some(name), count(s));
     }
-    hub.send();
+    for hub in hubs {
+        hub.send();
+    }
     if let Some(sub) = &s.sub {
         show(shard, client, sub);
     }
@@ -128,10 +148,15 @@ pub fn leave_all(shard: &Shard, s: &mut Session) {
     for class in Class::ALL {
         for name in sub.names(class) {
             sub.remove(class, &name);
-            shard.pubsub.remove(class, &name, &sub);
+            if let Some(hub) = shard.hub(class, &name) {
+                hub.remove(class, &name, &sub);
+            }
         }
     }
     shard.pubsub.send();
+    for hub in shard.shard_hubs.borrow().iter() {
+        hub.send();
+    }
     show(shard, &sub.client, &sub);
 }
 
