@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Real client libraries, at their default settings, against redis-proxy.
 #
-#   tests/clients/run.sh [--install-only] [redis-py] [node-redis] [ioredis]
+#   tests/clients/run.sh [--install-only] [redis-py] [node-redis] [ioredis] [redis-py-cluster] [ioredis-cluster]
 #
-# With no library named, runs all three. Installs what the named libraries need first,
+# With no library named, runs the first three (the -cluster ones need a Redis Cluster behind the
+# proxy, REDIS_PORT one of its nodes). Installs what the named libraries need first,
 # idempotently and quietly (re-installs only when requirements.txt / package-lock.json change):
 #   redis-py:            a venv in target/client-venv (python3 -m venv), pip install -r requirements.txt
 #   node-redis, ioredis: npm ci in tests/clients (node_modules is git-ignored)
@@ -35,12 +36,12 @@ libs=()
 for arg in "$@"; do
   case "$arg" in
     --install-only) install_only=1 ;;
-    redis-py | node-redis | ioredis) libs+=("$arg") ;;
+    redis-py | node-redis | ioredis | redis-py-cluster | ioredis-cluster) libs+=("$arg") ;;
     -h | --help)
       sed -n '2,17p' "$0"
       exit 0
       ;;
-    *) die "unknown argument '$arg' (libraries: redis-py node-redis ioredis)" ;;
+    *) die "unknown argument '$arg' (libraries: redis-py node-redis ioredis redis-py-cluster ioredis-cluster)" ;;
   esac
 done
 [ ${#libs[@]} -gt 0 ] || libs=(redis-py node-redis ioredis)
@@ -49,7 +50,7 @@ need_python=0
 need_node=0
 for lib in "${libs[@]}"; do
   case "$lib" in
-    redis-py) need_python=1 ;;
+    redis-py | redis-py-cluster) need_python=1 ;;
     *) need_node=1 ;;
   esac
 done
@@ -130,6 +131,8 @@ for lib in "${libs[@]}"; do
     redis-py) cmd=("$VENV/bin/python" "$HERE/redis_py_check.py") ;;
     node-redis) cmd=(node "$HERE/node_redis_check.mjs") ;;
     ioredis) cmd=(node "$HERE/ioredis_check.mjs") ;;
+    redis-py-cluster) cmd=("$VENV/bin/python" "$HERE/redis_py_cluster_check.py") ;;
+    ioredis-cluster) cmd=(node "$HERE/ioredis_cluster_check.mjs") ;;
   esac
   echo "== $lib"
   status=0

@@ -2,6 +2,9 @@
 //! the proxy binary in front of it, and a small raw RESP2 client.
 #![allow(dead_code)]
 
+pub mod clients;
+pub mod cluster;
+
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
