@@ -60,8 +60,6 @@ pub enum Waiter {
         seq: u64,
         proto: Proto,
     },
-    /// A request on a cluster node's connection: sent again where `-MOVED`/`-ASK` point.
-    Routed(Box<crate::cluster::Routed>),
     /// One part of a command split across cluster nodes.
     Part(crate::cluster::split::GatherRef, u32),
 }
@@ -70,11 +68,7 @@ impl Sink<Waiter> for Shard {
     fn reply(&self, w: Waiter, frame: &[u8], info: FrameInfo, resp3: bool) {
         if let Some(us) = crate::observe::stats::take_reply_age() {
             self.stats.rtt.observe(us, 1);
-            let inner = match &w {
-                Waiter::Routed(r) => &r.inner,
-                w => w,
-            };
-            match inner {
+            match &w {
                 Waiter::Reply { .. }
                 | Waiter::Part(..)
                 | Waiter::Exec(_)
@@ -135,19 +129,10 @@ impl Sink<Waiter> for Shard {
                     });
                 }
             }
-            Waiter::Routed(r) => {
-                let r = match crate::cluster::redirect::is_redirect(frame) {
-                    true => crate::cluster::follow(self, r, frame),
-                    false => Some(r),
-                };
-                if let Some(r) = r {
-                    self.reply(r.inner, frame, info, resp3);
-                }
-            }
             Waiter::Part(g, i) => crate::cluster::split::part_reply(&g, i as usize, frame, resp3),
             Waiter::Ignore => {
                 // A redirected command of a transaction block: the map is out of date.
-                if crate::cluster::redirect::is_redirect(frame) {
+                if crate::backend::is_redirect(frame) {
                     if let Some(c) = &self.cluster {
                         c.want_reload();
                     }
@@ -221,7 +206,6 @@ impl Sink<Waiter> for Shard {
             Waiter::Exec(e) => e.fail(self, msg),
             Waiter::Ttl(f) => self.inflight.borrow_mut().finish(&f),
             Waiter::Probe(conn) => conn.st.borrow_mut().probing = false,
-            Waiter::Routed(r) => self.fail(r.inner, msg),
             Waiter::Part(g, i) => crate::cluster::split::part_fail(&g, i as usize, msg),
             // Registered again, with everything, when the connection is back.
             Waiter::Bcast(clients) => {
@@ -257,6 +241,18 @@ impl Sink<Waiter> for Shard {
 
     fn now(&self) -> u32 {
         Shard::now(self)
+    }
+
+    /// A cluster node redirected a request: sent again where it says.
+    fn redirected(
+        &self,
+        w: Waiter,
+        frame: &[u8],
+        req: Bytes,
+        tries: u8,
+        from: &crate::backend::Params,
+    ) -> Option<Waiter> {
+        crate::cluster::follow(self, w, frame, req, tries, from.addr)
     }
 }
 

@@ -144,9 +144,19 @@ fn deliver<W, S: Sink<W>>(
         sink.push(frame, &conn.params, replies);
         return Ok(());
     }
-    let (waiter, resp3) = {
+    let (waiter, resp3, again) = {
         let mut st = conn.st.borrow_mut();
         let w = st.waiters.pop_front();
+        // A kept request: dropped, or, when Redis redirects it, handed to the sink.
+        let again = st.journal.as_mut().and_then(|j| {
+            let (len, tries) = j.entries.pop_front()?;
+            if super::is_redirect(frame) && tries != super::NO_FOLLOW {
+                Some((j.bytes.split_to(len as usize).freeze(), tries))
+            } else {
+                j.bytes.advance(len as usize);
+                None
+            }
+        });
         st.replies += 1;
         if st.waiters.is_empty() {
             st.blocking = None;
@@ -155,13 +165,20 @@ fn deliver<W, S: Sink<W>>(
             let age = st.timing.answered(crate::observe::clock::last_us());
             crate::observe::stats::set_reply_age(age);
         }
-        (w, st.server.resp3)
+        (w, st.server.resp3, again)
     };
     let Some(waiter) = waiter else {
         if sink.stray(frame) {
             return Ok(());
         }
         return Err("reply from Redis with no request waiting");
+    };
+    let waiter = match again {
+        Some((req, tries)) => match sink.redirected(waiter, frame, req, tries, &conn.params) {
+            Some(w) => w,
+            None => return Ok(()),
+        },
+        None => waiter,
     };
     sink.reply(waiter, frame, info, resp3);
     Ok(())

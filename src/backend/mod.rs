@@ -47,6 +47,12 @@ pub trait Sink<W> {
     fn connected(&self, _from: &Params) {}
     /// The connection went down (or could not be made).
     fn disconnected(&self, _from: &Params) {}
+    /// A redirection (`-MOVED`, `-ASK`) answered `req`, on a connection that keeps a
+    /// [`Journal`]; it was sent `tries` times before. The sink may send it again elsewhere
+    /// (`None`), or give the waiter back to get the redirection as its reply.
+    fn redirected(&self, w: W, _frame: &[u8], _req: bytes::Bytes, _tries: u8, _from: &Params) -> Option<W> {
+        Some(w)
+    }
     /// A reply with no request waiting for it: true if the sink expected it (the subscriber
     /// connection's commands are answered by pushes, or refused by an error); false fails the
     /// connection as out of step.
@@ -112,6 +118,26 @@ pub struct ServerInfo {
     pub databases: Option<u32>,
 }
 
+/// Each request's bytes, kept until its reply (cluster node connections): a request Redis
+/// redirects is sent again to another node. One buffer for all, so keeping them costs a copy,
+/// not an allocation per request.
+#[derive(Default)]
+pub struct Journal {
+    pub bytes: BytesMut,
+    /// Per waiter: its request's length and how often it was sent before (`NO_FOLLOW`: part
+    /// of a block that must not be split up, a MULTI ... EXEC).
+    pub entries: VecDeque<(u32, u8)>,
+}
+
+/// A request that is never sent again elsewhere.
+pub const NO_FOLLOW: u8 = u8::MAX;
+
+/// Whether a reply is a Redis Cluster redirection (cheap: its first bytes).
+#[inline]
+pub fn is_redirect(frame: &[u8]) -> bool {
+    frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK ")
+}
+
 pub struct State<W> {
     pub status: Status,
     /// Requests not yet written.
@@ -144,6 +170,8 @@ pub struct State<W> {
     pub timeouts: u64,
     /// When the requests in flight were queued, for round-trip metrics (timed connections).
     pub timing: Timing,
+    /// Kept request bytes (cluster node connections only).
+    pub journal: Option<Journal>,
 }
 
 pub struct Conn<W> {
@@ -178,6 +206,7 @@ impl<W> Conn<W> {
                 reconnects: 0,
                 timeouts: 0,
                 timing: Timing::default(),
+                journal: None,
             }),
             timed: Cell::new(false),
             redis_id: Default::default(),
@@ -225,17 +254,33 @@ impl<W> Conn<W> {
     /// Queues one request already encoded as RESP.
     #[inline]
     pub fn send_raw(&self, raw: &[u8], w: W) {
+        self.send_again(raw, w, 0);
+    }
+
+    /// `send_raw` of a request sent `tries` times before (a redirection followed).
+    #[inline]
+    pub fn send_again(&self, raw: &[u8], w: W, tries: u8) {
         crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         st.out.extend_from_slice(raw);
         st.waiters.push_back(w);
+        if let Some(j) = &mut st.journal {
+            j.bytes.extend_from_slice(raw);
+            j.entries.push_back((raw.len() as u32, tries));
+        }
     }
 
     pub fn send_args<'a>(&self, args: impl ExactSizeIterator<Item = &'a [u8]>, w: W) {
         crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let at = st.out.len();
         put_command(&mut st.out, args);
         st.waiters.push_back(w);
+        if let Some(j) = &mut st.journal {
+            j.bytes.extend_from_slice(&st.out[at..]);
+            j.entries.push_back(((st.out.len() - at) as u32, 0));
+        }
     }
 
     /// Queues bytes holding several requests at once, with their waiters in order: nothing
@@ -244,7 +289,12 @@ impl<W> Conn<W> {
         crate::observe::stats::count(crate::observe::stats::Class::Forwarded);
         let mut st = self.st.borrow_mut();
         st.out.extend_from_slice(raw);
+        let before = st.waiters.len();
         st.waiters.extend(waiters);
+        let n = st.waiters.len() - before;
+        if let Some(j) = &mut st.journal {
+            j.entries.extend((0..n).map(|_| (0, NO_FOLLOW)));
+        }
     }
 
     /// Lets the writer task send what is queued (call once per batch of requests).

@@ -143,6 +143,9 @@ fn fail_all<W, S: Sink<W>>(conn: &Conn<W>, sink: &S, msg: &str) {
         let mut st = conn.st.borrow_mut();
         st.out.clear();
         st.timing.reset();
+        if let Some(j) = &mut st.journal {
+            *j = Default::default();
+        }
         std::mem::take(&mut st.waiters)
     };
     for w in waiters {

@@ -20,7 +20,6 @@
 
 use super::split::{by_slot, Gather, Merge, SCAN_NODE_BITS};
 use super::topology::Cluster;
-use super::Routed;
 use crate::backend::{Admit, Conn};
 use crate::command::{Class, Kind};
 use crate::deliver::Waiter;
@@ -179,7 +178,7 @@ pub fn dispatch(
             proto,
         },
     };
-    send_routed(&conn, request(&args, raw), inner);
+    conn.send_request(raw, &args, inner);
     Flow::Next
 }
 
@@ -212,13 +211,11 @@ fn request(args: &Args, raw: Option<&[u8]>) -> Bytes {
     }
 }
 
-/// Queues `req` on a node's connection, ready to follow a redirection.
+/// Queues `req` on a node's connection (which keeps it until its reply, to follow a
+/// redirection).
 #[inline]
-fn send_routed(conn: &Rc<Conn<Waiter>>, req: Bytes, inner: Waiter) {
-    conn.send_raw(
-        &req,
-        Waiter::Routed(Routed::new(req.clone(), conn.params.addr, inner)),
-    );
+fn send_routed(conn: &Rc<Conn<Waiter>>, req: &[u8], inner: Waiter) {
+    conn.send_raw(req, inner);
 }
 
 fn get(
@@ -264,10 +261,8 @@ fn get(
         .inflight
         .borrow_mut()
         .start(0, key, (client.clone(), seq, proto), shard.now());
-    send_routed(&conn, request(&args, raw), Waiter::Get(f.clone()));
-    let mut pttl = BytesMut::new();
-    put_command(&mut pttl, [&b"PTTL"[..], key].into_iter());
-    send_routed(&conn, pttl.freeze(), Waiter::Ttl(f));
+    conn.send_request(raw, &args, Waiter::Get(f.clone()));
+    conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
     stats::forwarded_as_miss(2);
     Flow::Next
 }
@@ -314,7 +309,7 @@ fn mget(
             shape: crate::resp::convert::Shape::Plain,
             proto,
         };
-        send_routed(&conn, request(&args, raw), inner);
+        conn.send_request(raw, &args, inner);
         return Flow::Next;
     }
     let n = args.len() - 1;
@@ -401,7 +396,7 @@ fn send_part(conn: &Rc<Conn<Waiter>>, req: Bytes, g: &super::split::GatherRef, i
             let text = String::from_utf8_lossy(&msg[1..msg.len() - 2]).into_owned();
             super::split::part_fail(g, i, &text);
         }
-        _ => send_routed(conn, req, Waiter::Part(g.clone(), i as u32)),
+        _ => send_routed(conn, &req, Waiter::Part(g.clone(), i as u32)),
     }
 }
 
@@ -464,7 +459,7 @@ fn scan(
             shape: crate::resp::convert::Shape::Plain,
             proto,
         };
-        send_routed(conn, request(args, raw), inner);
+        conn.send_request(raw, args, inner);
         return Flow::Next;
     };
     let node = cursor & ((1 << SCAN_NODE_BITS) - 1);
@@ -538,6 +533,6 @@ fn view(
         shape: crate::resp::convert::Shape::Plain,
         proto,
     };
-    send_routed(&conn, request(args, raw), inner);
+    conn.send_request(raw, args, inner);
     Flow::Next
 }

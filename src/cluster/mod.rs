@@ -29,41 +29,30 @@ use std::net::SocketAddr;
 /// (a slot bouncing between nodes while the cluster settles).
 const MAX_REDIRECTS: u8 = 5;
 
-/// A request on a node's connection, kept so it can be sent again where Redis redirects it.
-pub struct Routed {
-    pub req: Bytes,
-    /// The node it went to.
-    pub to: SocketAddr,
-    pub tries: u8,
-    pub inner: Waiter,
-}
-
-impl Routed {
-    pub fn new(req: Bytes, to: SocketAddr, inner: Waiter) -> Box<Routed> {
-        Box::new(Routed {
-            req,
-            to,
-            tries: 0,
-            inner,
-        })
-    }
-}
-
-/// `frame` redirects `r`: sends it again where Redis says (after `ASKING` for `-ASK`) and
-/// returns `None`; or gives it back when it cannot be followed, for the client to get the
-/// error as it is.
-pub fn follow(shard: &Shard, mut r: Box<Routed>, frame: &[u8]) -> Option<Box<Routed>> {
-    let cluster = shard.cluster.as_ref()?;
-    let Some(rd) = redirect::parse(frame) else {
-        return Some(r);
+/// `frame` redirects `req` (waited for by `w`, sent `tries` times, last to `from`): sends it
+/// again where Redis says (after `ASKING` for `-ASK`) and returns `None`; or gives the waiter
+/// back when it cannot be followed, for the client to get the error as it is.
+pub fn follow(
+    shard: &Shard,
+    w: Waiter,
+    frame: &[u8],
+    req: Bytes,
+    tries: u8,
+    from: SocketAddr,
+) -> Option<Waiter> {
+    let Some(cluster) = shard.cluster.as_ref() else {
+        return Some(w);
     };
-    if r.tries >= MAX_REDIRECTS || rd.host.is_empty() {
+    let Some(rd) = redirect::parse(frame) else {
+        return Some(w);
+    };
+    if tries >= MAX_REDIRECTS || rd.host.is_empty() {
         cluster.want_reload();
-        return Some(r);
+        return Some(w);
     }
-    let Some(addr) = topology::resolve(&rd.host, rd.port, r.to) else {
+    let Some(addr) = topology::resolve(&rd.host, rd.port, from) else {
         cluster.want_reload();
-        return Some(r);
+        return Some(w);
     };
     if !rd.ask {
         cluster.moved(shard, rd.slot, addr);
@@ -74,16 +63,13 @@ pub fn follow(shard: &Shard, mut r: Box<Routed>, frame: &[u8]) -> Option<Box<Rou
         crate::backend::Status::Down | crate::backend::Status::Closed
     ) {
         let msg = format!("ERR backend unavailable: {}", conn.st.borrow().last_error);
-        crate::backend::Sink::fail(shard, r.inner, &msg);
+        crate::backend::Sink::fail(shard, w, &msg);
         return None;
     }
-    r.tries += 1;
-    r.to = addr;
     if rd.ask {
         conn.send_args([&b"ASKING"[..]].into_iter(), Waiter::Ignore);
     }
-    let req = r.req.clone();
-    conn.send_raw(&req, Waiter::Routed(r));
+    conn.send_again(&req, w, tries + 1);
     conn.flush();
     None
 }

@@ -12,11 +12,7 @@ pub struct Redirect {
     pub port: u16,
 }
 
-/// Whether a reply is a redirection at all (cheap: the first bytes only).
-#[inline]
-pub fn is_redirect(frame: &[u8]) -> bool {
-    frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK ")
-}
+pub use crate::backend::is_redirect;
 
 /// Parses a redirection error line (with or without its `-` and CRLF).
 pub fn parse(frame: &[u8]) -> Option<Redirect> {

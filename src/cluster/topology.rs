@@ -58,6 +58,8 @@ impl Cluster {
         pick: usize,
         home: Rc<Conn<Waiter>>,
     ) -> Self {
+        // Kept from its first request on: a redirected one is sent again.
+        home.st.borrow_mut().journal = Some(Default::default());
         let c = Cluster {
             read_from: cfg.read_from,
             seeds,
@@ -152,6 +154,7 @@ impl Cluster {
         params.readonly = replica && self.read_from != ReadFrom::Master;
         let conn = Rc::new(Conn::new(params, shard.cfg.redis_ops_limit));
         conn.timed.set(true);
+        conn.st.borrow_mut().journal = Some(Default::default());
         self.nodes.borrow_mut()[i].conn = Some(conn.clone());
         monoio::spawn(supervise(conn.clone(), shard));
         conn
