@@ -233,8 +233,8 @@ impl Sink<Waiter> for Shard {
         if from.bcast {
             self.bcast.disconnected();
         }
-        // A node may have failed over: look at the slot map soon.
-        if let Some(c) = &self.cluster {
+        // A node connection failed: the node may have failed over; look at the map soon.
+        if let Some(c) = self.cluster.as_ref().filter(|c| c.is_node(from)) {
             c.want_reload();
         }
     }

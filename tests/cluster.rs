@@ -705,3 +705,31 @@ fn shard_channels_subscribe_on_their_slot_owner() {
             == Reply::Array(Some(vec![bulk(&a), Reply::Int(0)]))
     }));
 }
+
+/// The shard's subscriber connection lives on its first node; when that master dies, the
+/// subscriptions move to a live master once the map says so, and messages flow again.
+#[test]
+fn subscriptions_follow_a_failover_of_their_node() {
+    let c = Cluster::start();
+    let p = proxy(&c, &["--slots-reload-interval", "500ms"]);
+    let mut sub = p.connect();
+    assert_eq!(
+        sub.cmd(&["SUBSCRIBE", "alerts"]),
+        Reply::Array(Some(vec![bulk("subscribe"), bulk("alerts"), Reply::Int(1)]))
+    );
+    // The proxy's subscriber connection is on the master of slot 0.
+    let home = c.owner_of_slot(0);
+    c.kill(home);
+    let promoted = c.wait_failover_of(home);
+    sub.set_read_timeout(Duration::from_millis(200));
+    let mut n = 0;
+    let heard = wait_until(Duration::from_secs(10), || {
+        n += 1;
+        c.cmd(promoted, &["PUBLISH", "alerts", &format!("after-{n}")]);
+        matches!(sub.try_read_reply(), Ok(Reply::Array(Some(m))) if m[0] == bulk("message"))
+    });
+    assert!(
+        heard,
+        "no message reached the subscriber after the failover"
+    );
+}

@@ -50,7 +50,14 @@ pub trait Sink<W> {
     /// A redirection (`-MOVED`, `-ASK`) answered `req`, on a connection that keeps a
     /// [`Journal`]; it was sent `tries` times before. The sink may send it again elsewhere
     /// (`None`), or give the waiter back to get the redirection as its reply.
-    fn redirected(&self, w: W, _frame: &[u8], _req: bytes::Bytes, _tries: u8, _from: &Params) -> Option<W> {
+    fn redirected(
+        &self,
+        w: W,
+        _frame: &[u8],
+        _req: bytes::Bytes,
+        _tries: u8,
+        _from: &Params,
+    ) -> Option<W> {
         Some(w)
     }
     /// A reply with no request waiting for it: true if the sink expected it (the subscriber

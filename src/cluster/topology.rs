@@ -188,6 +188,15 @@ impl Cluster {
         self.want_reload();
     }
 
+    /// Whether `from` is one of the node connections (not a dedicated or subscriber one).
+    pub fn is_node(&self, from: &Params) -> bool {
+        self.nodes.borrow().iter().any(|n| {
+            n.conn
+                .as_ref()
+                .is_some_and(|c| std::ptr::eq(&c.params, from))
+        })
+    }
+
     pub fn want_reload(&self) {
         self.wanted.set(true);
     }
@@ -238,7 +247,7 @@ impl Cluster {
     }
 
     /// A reloaded map: applied, and connections to nodes it no longer names are retired.
-    fn apply(&self, shard: &Shard, t: &Topology, asked: SocketAddr) {
+    fn apply(&self, shard: &Rc<Shard>, t: &Topology, asked: SocketAddr) {
         let changed = self.install(t, asked);
         if changed.iter().any(|&c| c) {
             tracing::info!(
@@ -267,7 +276,23 @@ impl Cluster {
                 .collect()
         };
         for c in retired {
-            close(&c, shard, "the node left the slot map");
+            close(&c, &**shard, "the node left the slot map");
+        }
+        // The subscriber connection follows a failover: to a master, if its node is gone.
+        let nodes = self.nodes.borrow();
+        let known = |a: SocketAddr| {
+            nodes
+                .iter()
+                .enumerate()
+                .any(|(i, n)| n.addr == a && used.binary_search(&(i as u16)).is_ok())
+        };
+        let lost = shard.pubsub.node().filter(|&a| !known(a));
+        let m = self.masters.borrow().iter().copied().find(|&m| m != NONE);
+        let to = m.map(|m| nodes[m as usize].addr);
+        drop(nodes);
+        if let (Some(lost), Some(to)) = (lost, to) {
+            tracing::info!("shard {}: subscriptions move from {lost} to {to}", shard.id);
+            shard.pubsub.move_to(shard, to);
         }
     }
 

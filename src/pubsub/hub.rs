@@ -128,7 +128,7 @@ pub struct Hub {
     /// The node its subscriber connection goes to (`None`: the shard's Redis, or first node).
     /// Cluster mode keeps one hub per node for shard channels, whose subscriptions live on the
     /// master serving their slot.
-    pub addr: Option<std::net::SocketAddr>,
+    pub addr: Cell<Option<std::net::SocketAddr>>,
     conn: RefCell<Option<Rc<Conn<NoReply>>>>,
     entries: RefCell<[HashMap<Bytes, Entry>; 3]>,
     waiting: RefCell<HashMap<u64, Waiting>>,
@@ -145,18 +145,37 @@ impl Hub {
         if let Some(c) = &*self.conn.borrow() {
             return c.clone();
         }
-        let label = match self.addr {
+        let label = match self.addr.get() {
             Some(a) => format!("shard {} subscriber at {a}", shard.id),
             None => format!("shard {} subscriber", shard.id),
         };
         let mut params = shard.params(shard.cfg.redis.db, false, label);
-        if let Some(a) = self.addr {
+        if let Some(a) = self.addr.get() {
             params.addr = a;
         }
         let conn = Rc::new(Conn::new(params, usize::MAX));
         *self.conn.borrow_mut() = Some(conn.clone());
         monoio::spawn(supervise::<NoReply, Shard>(conn.clone(), shard.clone()));
         conn
+    }
+
+    /// The node the subscriber connection is at, if it is open.
+    pub fn node(&self) -> Option<std::net::SocketAddr> {
+        self.conn.borrow().as_ref().map(|c| c.params.addr)
+    }
+
+    /// Moves the subscriber connection to the node at `addr` (its node left the cluster's
+    /// map): every name with listeners is subscribed there, as after a reconnection.
+    pub fn move_to(&self, shard: &Rc<Shard>, addr: std::net::SocketAddr) {
+        self.addr.set(Some(addr));
+        let old = self.conn.borrow_mut().take();
+        if let Some(old) = old {
+            crate::backend::supervisor::close(&*old, &**shard, "the node left the slot map");
+        }
+        self.disconnected();
+        if self.entries.borrow().iter().any(|m| !m.is_empty()) {
+            self.conn(shard);
+        }
     }
 
     /// Where the subscriber connection lives, as `dispatch::switching` names connections.
@@ -486,11 +505,11 @@ impl Shard {
         };
         let addr = cluster.master_addr(crate::cluster::slots::key_slot(name))?;
         let mut hubs = self.shard_hubs.borrow_mut();
-        if let Some(h) = hubs.iter().find(|h| h.addr == Some(addr)) {
+        if let Some(h) = hubs.iter().find(|h| h.addr.get() == Some(addr)) {
             return Some(h.clone());
         }
         let h = Rc::new(Hub {
-            addr: Some(addr),
+            addr: Cell::new(Some(addr)),
             ..Hub::default()
         });
         hubs.push(h.clone());
