@@ -733,3 +733,50 @@ fn subscriptions_follow_a_failover_of_their_node() {
         "no message reached the subscriber after the failover"
     );
 }
+
+/// A frozen node delays only the requests that need it (and what its own clients queued
+/// behind them); when it times out, only its part of a split command fails.
+#[test]
+fn a_slow_node_delays_only_its_part() {
+    let c = Cluster::start();
+    let p = Proxy::start_with(
+        &c.seeds(),
+        &["--threads", "2", "--backend-timeout", "1s", "--capacity", "0"],
+        &[],
+    );
+    let masters = c.masters();
+    let frozen = masters[1];
+    let on = |m: u16, i: usize| c.key_in_slot_of_node(m, &format!("slow{i}-"));
+    let (a, b, f) = (on(masters[0], 0), on(masters[2], 1), on(frozen, 2));
+    let mut r = p.connect();
+    for k in [&a, &b, &f] {
+        assert_eq!(r.cmd(&["SET", k, &format!("v-{k}")]), ok());
+    }
+    c.stop(frozen);
+    let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // One client waits on the frozen node...
+        let mut stuck = p.connect();
+        stuck.send(&common::encode(&["MGET", &a, &f, &b]));
+        // ...while others are served by the live nodes at once.
+        let mut other = p.connect();
+        other.set_read_timeout(Duration::from_millis(500));
+        for _ in 0..20 {
+            assert_eq!(other.cmd(&["GET", &a]), bulk(&format!("v-{a}")));
+            assert_eq!(other.cmd(&["GET", &b]), bulk(&format!("v-{b}")));
+        }
+        // After --backend-timeout, only the frozen node's part is an error.
+        stuck.set_read_timeout(Duration::from_secs(5));
+        let Reply::Array(Some(items)) = stuck.read_reply() else {
+            panic!("MGET: not an array")
+        };
+        assert_eq!(items[0], bulk(&format!("v-{a}")));
+        assert!(
+            items[1].error_text().is_some_and(|e| e.starts_with("ERR backend")),
+            "{:?}",
+            items[1]
+        );
+        assert_eq!(items[2], bulk(&format!("v-{b}")));
+    }));
+    c.cont(frozen);
+    resumed.unwrap();
+}
