@@ -17,7 +17,17 @@ enum Slot {
     /// Waits for a reply; `true`: the client asked for none (CLIENT REPLY OFF/SKIP).
     Pending(bool),
     Done(BytesMut),
+    /// Done, its bytes at `at..at + len` of `Queue::arena`.
+    Held {
+        at: usize,
+        len: usize,
+    },
 }
+
+/// Replies completed out of order go into one buffer while it is under this size (no
+/// allocation per reply: through a cluster, replies from different nodes complete a
+/// client's slots out of order all the time); past it, each gets its own.
+const ARENA_MAX: usize = 1 << 20;
 
 #[derive(Default)]
 struct Queue {
@@ -26,6 +36,10 @@ struct Queue {
     slots: VecDeque<Slot>,
     /// Bytes held in finished slots behind a pending one: unsent output like `ready`.
     held: usize,
+    /// The bytes of `Slot::Held` slots; emptied (capacity kept) when none is left.
+    arena: BytesMut,
+    /// `Slot::Held` slots in `slots`.
+    in_arena: usize,
     /// Sequence number of `slots[0]`.
     head_seq: u64,
     pending: usize,
@@ -251,10 +265,28 @@ impl ClientShared {
             if !q.dead && !muted {
                 f(&mut q.ready);
             }
-            while let Some(Slot::Done(_)) = q.slots.front() {
-                if let Some(Slot::Done(buf)) = q.slots.pop_front() {
-                    q.held -= buf.len();
-                    q.ready.extend_from_slice(&buf);
+            loop {
+                match q.slots.front() {
+                    Some(Slot::Done(_)) => {
+                        if let Some(Slot::Done(buf)) = q.slots.pop_front() {
+                            q.held -= buf.len();
+                            q.ready.extend_from_slice(&buf);
+                        }
+                    }
+                    Some(&Slot::Held { at, len }) => {
+                        q.slots.pop_front();
+                        q.held -= len;
+                        q.ready.extend_from_slice(&q.arena[at..at + len]);
+                        q.in_arena -= 1;
+                        if q.in_arena == 0 {
+                            if q.arena.capacity() > 64 * 1024 {
+                                q.arena = BytesMut::new(); // a burst: give the memory back
+                            } else {
+                                q.arena.clear();
+                            }
+                        }
+                    }
+                    _ => break,
                 }
                 q.head_seq += 1;
             }
@@ -263,6 +295,18 @@ impl ClientShared {
             }
             drop(guard);
             self.wake_writer();
+        } else if q.arena.len() < ARENA_MAX {
+            let at = q.arena.len();
+            if !q.dead && !muted {
+                f(&mut q.arena);
+            }
+            let len = q.arena.len() - at;
+            q.held += len;
+            q.in_arena += 1;
+            q.slots[idx] = Slot::Held { at, len };
+            if self.check_output_limit(q) {
+                self.disconnect_locked(q);
+            }
         } else {
             let mut buf = BytesMut::new();
             if !q.dead && !muted {
@@ -319,10 +363,13 @@ impl ClientShared {
         q.ready = BytesMut::new();
         q.held = 0;
         for s in q.slots.iter_mut() {
-            if let Slot::Done(b) = s {
-                *b = BytesMut::new();
+            match s {
+                Slot::Done(b) => *b = BytesMut::new(),
+                Slot::Held { at, len } => (*at, *len) = (0, 0),
+                Slot::Pending(_) => {}
             }
         }
+        q.arena = BytesMut::new();
     }
 
     #[inline]
@@ -462,6 +509,34 @@ mod tests {
         assert!(c.has_writable_output());
         assert!(!c.backlog_below(10, 100));
         assert!(c.backlog_below(12, 100));
+    }
+
+    /// Replies completed out of order share one buffer, mixed with local answers and replies
+    /// past the buffer's size; a client that dies with some held leaves nothing behind.
+    #[test]
+    fn out_of_order_replies_in_the_arena() {
+        let c = ClientShared::default();
+        let s: Vec<u64> = (0..4).map(|_| c.push_pending()).collect();
+        c.complete(s[3], |b| b.extend_from_slice(b"d"));
+        c.push_local(|b| b.extend_from_slice(b"e"));
+        c.complete(s[1], |b| b.extend_from_slice(&vec![b'b'; ARENA_MAX]));
+        c.complete(s[2], |b| b.extend_from_slice(b"c")); // past the arena: its own buffer
+        assert_eq!(c.backlog(), (ARENA_MAX + 3, 1));
+        c.complete(s[0], |b| b.extend_from_slice(b"a"));
+        let mut want = b"a".to_vec();
+        want.extend(vec![b'b'; ARENA_MAX]);
+        want.extend(b"cde");
+        assert_eq!(ready(&c), want);
+        assert_eq!(c.backlog(), (0, 0));
+        assert_eq!(c.q.borrow().in_arena, 0);
+        // Dead with held replies: they are dropped, and later ones too.
+        let s: Vec<u64> = (0..3).map(|_| c.push_pending()).collect();
+        c.complete(s[2], |b| b.extend_from_slice(b"z"));
+        c.mark_dead();
+        c.complete(s[1], |b| b.extend_from_slice(b"y"));
+        c.complete(s[0], |b| b.extend_from_slice(b"x"));
+        assert_eq!(ready(&c), b"");
+        assert_eq!(c.backlog(), (0, 0));
     }
 
     #[test]
