@@ -741,7 +741,14 @@ fn a_slow_node_delays_only_its_part() {
     let c = Cluster::start();
     let p = Proxy::start_with(
         &c.seeds(),
-        &["--threads", "2", "--backend-timeout", "1s", "--capacity", "0"],
+        &[
+            "--threads",
+            "2",
+            "--backend-timeout",
+            "1s",
+            "--capacity",
+            "0",
+        ],
         &[],
     );
     let masters = c.masters();
@@ -771,7 +778,9 @@ fn a_slow_node_delays_only_its_part() {
         };
         assert_eq!(items[0], bulk(&format!("v-{a}")));
         assert!(
-            items[1].error_text().is_some_and(|e| e.starts_with("ERR backend")),
+            items[1]
+                .error_text()
+                .is_some_and(|e| e.starts_with("ERR backend")),
             "{:?}",
             items[1]
         );
