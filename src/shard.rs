@@ -341,6 +341,9 @@ impl Shard {
 
     #[inline]
     pub fn check_swaps(&self) {
+        if let Some(c) = &self.cluster {
+            c.check_moves(self);
+        }
         let e = SWAP_EPOCH.load(Ordering::Relaxed);
         if e != self.swaps_seen.get() {
             self.swaps_seen.set(e);

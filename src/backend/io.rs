@@ -168,7 +168,7 @@ fn deliver<W, S: Sink<W>>(
         (w, st.server.resp3, again)
     };
     let Some(waiter) = waiter else {
-        if sink.stray(frame) {
+        if sink.stray(frame, &conn.params) {
             return Ok(());
         }
         return Err("reply from Redis with no request waiting");

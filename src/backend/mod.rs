@@ -63,7 +63,7 @@ pub trait Sink<W> {
     /// A reply with no request waiting for it: true if the sink expected it (the subscriber
     /// connection's commands are answered by pushes, or refused by an error); false fails the
     /// connection as out of step.
-    fn stray(&self, _frame: &[u8]) -> bool {
+    fn stray(&self, _frame: &[u8], _from: &Params) -> bool {
         false
     }
 }

@@ -227,6 +227,12 @@ fn get(
     raw: Option<&[u8]>,
 ) -> Flow {
     let key = args.get(1);
+    // The map changed since the client's requests in flight were sent: one of them (a write
+    // of this key, redirected) may not have reached the key's new owner yet, which a fill of
+    // another client may have read before it. Its reply evicts the key again (see `follow`).
+    if let Some(flow) = switching_at(cluster.token(), client) {
+        return flow;
+    }
     if let Some(reply) = shard.cache.borrow_mut().get_in(0, key, shard.now()) {
         stats::count(Stat::Hit);
         client.push_local(|o| put_cached(o, reply, proto));
@@ -278,6 +284,9 @@ fn mget(
     raw: Option<&[u8]>,
 ) -> Flow {
     let now = shard.now();
+    if let Some(flow) = switching_at(cluster.token(), client) {
+        return flow; // as for GET
+    }
     if shard.cache_on {
         let mut cache = shard.cache.borrow_mut();
         if args.iter().skip(1).all(|k| cache.contains(0, k, now)) {

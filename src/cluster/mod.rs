@@ -50,7 +50,7 @@ pub fn follow(
         cluster.want_reload();
         return Some(w);
     }
-    let Some(addr) = topology::resolve(&rd.host, rd.port, from) else {
+    let Some(addr) = cluster.resolve(&rd.host, rd.port, from) else {
         cluster.want_reload();
         return Some(w);
     };
@@ -69,7 +69,44 @@ pub fn follow(
     if rd.ask {
         conn.send_args([&b"ASKING"[..]].into_iter(), Waiter::Ignore);
     }
+    let w = evicting_again(w, &req);
     conn.send_again(&req, w, tries + 1);
     conn.flush();
     None
+}
+
+/// A redirected write evicts its keys again when its reply arrives: until it reached the
+/// new owner, a fill from there could read (and cache) the value it replaces.
+fn evicting_again(w: Waiter, req: &[u8]) -> Waiter {
+    let Waiter::Reply {
+        client,
+        seq,
+        shape,
+        proto,
+    } = w
+    else {
+        return w;
+    };
+    let mut scanner = crate::resp::request::RequestScanner::new();
+    let mut writes = crate::multi::Writes::default();
+    if let crate::resp::request::Scan::Command { .. } = scanner.scan(req) {
+        let args = scanner.args(req);
+        writes.add(crate::command::classify(&args).kind, &args);
+    }
+    if writes.keys.is_empty() && !writes.flush {
+        return Waiter::Reply {
+            client,
+            seq,
+            shape,
+            proto,
+        };
+    }
+    Waiter::Exec(Box::new(crate::multi::ExecReply {
+        client,
+        seq,
+        proto,
+        shapes: vec![shape],
+        single: true,
+        writes,
+    }))
 }

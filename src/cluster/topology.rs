@@ -13,8 +13,15 @@ use crate::shard::Shard;
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const NONE: u16 = u16::MAX;
+
+/// Bumped by a shard that saw slots change owner: every other shard then drops its cache
+/// too, since it may hold entries of those slots read from the old owner (a cached nil, which
+/// no migration deletes) that no invalidation will reach. Read once per batch of client
+/// input; written only when slots move.
+static SLOT_MOVES: AtomicU64 = AtomicU64::new(0);
 /// Least time between two reloads of the slot map: a burst of MOVED or of failing
 /// connections costs a few reloads per second at most.
 const MIN_GAP_MS: u32 = 250;
@@ -47,6 +54,10 @@ pub struct Cluster {
     shard: RefCell<Weak<Shard>>,
     /// What the proxy calls itself to cluster-aware clients (`CLUSTER MYID`, `NODES`).
     pub node_id: String,
+    /// `SLOT_MOVES` as this shard last applied it.
+    moves_seen: Cell<u64>,
+    /// Hostnames of slot maps and redirections, resolved once (on the shard's thread).
+    resolved: RefCell<hashbrown::HashMap<(String, u16), SocketAddr>>,
 }
 
 impl Cluster {
@@ -78,6 +89,8 @@ impl Cluster {
             home,
             shard: RefCell::new(Weak::new()),
             node_id: node_id(cfg),
+            moves_seen: Cell::new(SLOT_MOVES.load(Ordering::Relaxed)),
+            resolved: RefCell::default(),
         };
         c.install(t, asked);
         c
@@ -169,6 +182,21 @@ impl Cluster {
         (nodes.len() - 1) as u16
     }
 
+    /// `resolve`, remembering what hostnames resolved to: a slow resolver then stalls the
+    /// shard once per name, not at every reload.
+    pub fn resolve(&self, host: &str, port: u16, asked: SocketAddr) -> Option<SocketAddr> {
+        if host.is_empty() || host.parse::<IpAddr>().is_ok() {
+            return resolve(host, port, asked);
+        }
+        let key = (host.to_string(), port);
+        if let Some(a) = self.resolved.borrow().get(&key) {
+            return Some(*a);
+        }
+        let a = resolve(host, port, asked)?;
+        self.resolved.borrow_mut().insert(key, a);
+        Some(a)
+    }
+
     /// The connection to `addr`, for a redirection.
     pub fn conn_at(&self, addr: SocketAddr) -> Rc<Conn<Waiter>> {
         let i = self.index_of(addr);
@@ -197,6 +225,17 @@ impl Cluster {
         })
     }
 
+    /// Once per batch of client input: another shard saw slots move (see `SLOT_MOVES`).
+    #[inline]
+    pub fn check_moves(&self, shard: &Shard) {
+        let e = SLOT_MOVES.load(Ordering::Relaxed);
+        if e != self.moves_seen.get() {
+            self.moves_seen.set(e);
+            shard.flush_cache();
+            self.want_reload();
+        }
+    }
+
     pub fn want_reload(&self) {
         self.wanted.set(true);
     }
@@ -205,6 +244,8 @@ impl Cluster {
     /// not see the writes now, so they go; fetches in flight may fill from the old owner.
     fn changed(&self, shard: &Shard, changed: &[bool]) {
         self.epoch.set(self.epoch.get() + 1);
+        self.moves_seen
+            .set(SLOT_MOVES.fetch_add(1, Ordering::SeqCst) + 1);
         let n = shard
             .cache
             .borrow_mut()
@@ -220,14 +261,14 @@ impl Cluster {
         let mut masters = vec![NONE; SLOTS];
         let mut replicas = vec![NONE; SLOTS];
         for r in &t.ranges {
-            let Some(m) = resolve(&r.master.host, r.master.port, asked) else {
+            let Some(m) = self.resolve(&r.master.host, r.master.port, asked) else {
                 continue;
             };
             let m = self.index_of(m);
             let reps: Vec<u16> = r
                 .replicas
                 .iter()
-                .filter_map(|e| resolve(&e.host, e.port, asked))
+                .filter_map(|e| self.resolve(&e.host, e.port, asked))
                 .map(|a| self.index_of(a))
                 .collect();
             let rep = if reps.is_empty() {
@@ -271,8 +312,8 @@ impl Cluster {
                 .iter_mut()
                 .enumerate()
                 .filter(|(i, _)| used.binary_search(&(*i as u16)).is_err())
+                .filter(|(_, n)| !n.conn.as_ref().is_some_and(|c| Rc::ptr_eq(c, &self.home)))
                 .filter_map(|(_, n)| n.conn.take())
-                .filter(|c| !Rc::ptr_eq(c, &self.home))
                 .collect()
         };
         for c in retired {

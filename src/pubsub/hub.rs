@@ -554,12 +554,7 @@ impl Sink<NoReply> for Shard {
         self.hub_of(from).disconnected();
     }
 
-    fn stray(&self, frame: &[u8]) -> bool {
-        // Without the connection's identity: the error answers the hub with a command owed.
-        let hubs: Vec<Rc<Hub>> = std::iter::once(self.pubsub.clone())
-            .chain(self.shard_hubs.borrow().iter().cloned())
-            .collect();
-        hubs.iter()
-            .any(|h| !h.sent.borrow().is_empty() && h.refused(self, frame))
+    fn stray(&self, frame: &[u8], from: &crate::backend::Params) -> bool {
+        self.hub_of(from).refused(self, frame)
     }
 }
