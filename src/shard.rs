@@ -209,6 +209,16 @@ impl Shard {
         }
     }
 
+    /// Cluster mode: where a keyless command goes: the shard's first node while its connection
+    /// is up, else the master of the lowest slot (`None`: one server, or no master known).
+    pub fn keyless_conn(&self) -> Option<Rc<Conn<Waiter>>> {
+        let c = self.cluster.as_ref()?;
+        if self.shared.status() == Status::Up {
+            return Some(self.shared.clone());
+        }
+        c.any_master()
+    }
+
     /// Redis's command table, once known.
     pub fn commands(&self) -> Option<Rc<CommandTable>> {
         if let Some(t) = &*self.commands.borrow() {

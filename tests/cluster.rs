@@ -732,6 +732,17 @@ fn subscriptions_follow_a_failover_of_their_node() {
         heard,
         "no message reached the subscriber after the failover"
     );
+    // Keyless commands no longer go to the dead node either.
+    let mut r = p.connect();
+    for _ in 0..4 {
+        let info = r.cmd(&["INFO", "server"]);
+        assert!(
+            matches!(&info, Reply::Bulk(Some(b)) if String::from_utf8_lossy(b).contains("redis_version")),
+            "{info:?}"
+        );
+        assert!(matches!(r.cmd(&["DBSIZE"]), Reply::Int(_)));
+        assert!(matches!(r.cmd(&["TIME"]), Reply::Array(Some(_))));
+    }
 }
 
 /// A frozen node delays only the requests that need it (and what its own clients queued

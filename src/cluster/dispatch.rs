@@ -145,9 +145,7 @@ pub fn dispatch(
         Some(i) => cluster.route(super::slots::key_slot(args.get(i)), read),
         // Keyless: the shard's first node (where its subscriptions are, so PUBLISH counts
         // them), or any master; a script without keys may write: a master.
-        None if read && shard.shared.status() == crate::backend::Status::Up => {
-            Some(shard.shared.clone())
-        }
+        None if read => shard.keyless_conn(),
         None => cluster.any_master(),
     };
     let Some(conn) = conn else {

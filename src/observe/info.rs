@@ -40,9 +40,14 @@ pub fn info(
             .into_iter()
             .any(named);
     if !with_proxy {
-        return forward_shared(shard, client, s, args, raw);
+        return match shard.keyless_conn() {
+            Some(conn) => {
+                crate::dispatch::forward_on(&conn, client, args, raw, Shape::Plain, s.proto)
+            }
+            None => forward_shared(shard, client, s, args, raw),
+        };
     }
-    let conn = shard.conn_for(s.db);
+    let conn = shard.keyless_conn().unwrap_or_else(|| shard.conn_for(s.db));
     if let Some(flow) = switching(&conn, client).or_else(|| not_admitted(&conn, client, 1)) {
         return flow;
     }
