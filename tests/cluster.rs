@@ -15,7 +15,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 fn proxy(c: &Cluster, extra: &[&str]) -> Proxy {
-    let mut args = vec!["--threads", "2", "--capacity", "100000"];
+    let mut args = vec!["--threads", "2"];
+    if !extra.contains(&"--capacity") {
+        args.extend(["--capacity", "100000"]);
+    }
     args.extend_from_slice(extra);
     Proxy::start_with(&c.seeds(), &args, &[])
 }
@@ -799,4 +802,54 @@ fn a_slow_node_delays_only_its_part() {
     }));
     c.cont(frozen);
     resumed.unwrap();
+}
+
+/// `prefer-replica`: reads from a replica while it is up; when it dies, from the master,
+/// without an error.
+#[test]
+fn prefer_replica_falls_back_to_the_master() {
+    let c = Cluster::start();
+    let p = proxy(&c, &["--read-from", "prefer-replica", "--capacity", "0"]);
+    let key = "preferred";
+    let owner = c.owner_of_key(key);
+    let replica = c.replicas_of(owner)[0];
+    let mut r = p.connect();
+    assert_eq!(r.cmd(&["SET", key, "1"]), ok());
+    let gets = |port: u16| -> u64 {
+        let Reply::Bulk(Some(info)) = c.cmd(port, &["INFO", "commandstats"]) else {
+            return 0;
+        };
+        let info = String::from_utf8_lossy(&info).into_owned();
+        info.lines()
+            .find(|l| l.starts_with("cmdstat_strlen:"))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // Replicated, then read from the replica (once its connection is up: the first reads,
+    // while it opens, go to the master).
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            r.cmd(&["STRLEN", key]) == Reply::Int(1) && gets(replica) >= 1
+        }),
+        "no read reached the replica"
+    );
+    c.kill(replica);
+    // From now on every read is answered (the master takes them once the replica's
+    // connection is seen down).
+    let before = gets(owner);
+    for _ in 0..50 {
+        let got = r.cmd(&["STRLEN", key]);
+        assert!(got == Reply::Int(1) || got.is_error(), "{got:?}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || r.cmd(&["STRLEN", key])
+            == Reply::Int(1)
+            && gets(owner) > before),
+        "reads did not move to the master"
+    );
+    for _ in 0..50 {
+        assert_eq!(r.cmd(&["STRLEN", key]), Reply::Int(1));
+    }
 }
