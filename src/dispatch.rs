@@ -676,26 +676,8 @@ fn get(
 ) -> Flow {
     let (proto, db) = (s.proto, s.db as u8);
     let key = args.get(1);
-    if let Some(reply) = shard.cache.borrow_mut().get_in(db, key, shard.now()) {
-        stats::count(Class::Hit);
-        client.push_local(|o| put_cached(o, reply, proto));
+    if served_or_joined(shard, client, db, key, proto) {
         return Flow::Next;
-    }
-    match shard
-        .inflight
-        .borrow_mut()
-        .join(db, key, client, proto, || client.push_pending())
-    {
-        Join::Joined => {
-            stats::count(Class::Miss);
-            return Flow::Next;
-        }
-        Join::Value(v) => {
-            stats::count(Class::Miss);
-            client.push_local(|o| put_cached(o, &v, proto));
-            return Flow::Next;
-        }
-        Join::Start => {}
     }
     let conn = &shard.conn_for(s.db);
     if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 2)) {
@@ -711,6 +693,36 @@ fn get(
     conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
     stats::forwarded_as_miss(2);
     Flow::Next
+}
+
+/// A GET answered from the cache, or from (or joined to) a fetch of the key under way;
+/// `false`: a fetch must start.
+#[inline]
+pub(crate) fn served_or_joined(
+    shard: &Shard,
+    client: &Rc<ClientShared>,
+    db: u8,
+    key: &[u8],
+    proto: Proto,
+) -> bool {
+    if let Some(reply) = shard.cache.borrow_mut().get_in(db, key, shard.now()) {
+        stats::count(Class::Hit);
+        client.push_local(|o| put_cached(o, reply, proto));
+        return true;
+    }
+    let join = shard
+        .inflight
+        .borrow_mut()
+        .join(db, key, client, proto, || client.push_pending());
+    match join {
+        Join::Joined => stats::count(Class::Miss),
+        Join::Value(v) => {
+            stats::count(Class::Miss);
+            client.push_local(|o| put_cached(o, &v, proto));
+        }
+        Join::Start => return false,
+    }
+    true
 }
 
 /// MGET is atomic in Redis, so the proxy answers with a combination of values that existed:

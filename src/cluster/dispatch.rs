@@ -24,7 +24,6 @@ use crate::backend::{Admit, Conn};
 use crate::command::{Class, Kind};
 use crate::deliver::Waiter;
 use crate::dispatch::{invalidate, not_admitted, switching_at, Flow, Session};
-use crate::fetch::Join;
 use crate::observe::stats::{self, Class as Stat};
 use crate::replies::ClientShared;
 use crate::resp::encode::{put_cached, Proto};
@@ -73,7 +72,7 @@ pub fn dispatch(
             return crate::blocking::blocking(shard, client, s, args, raw, class.shape);
         }
         Kind::Info => return crate::observe::info::info(shard, client, s, args, raw),
-        Kind::Read if is(b"CLUSTER") => return view(shard, cluster, client, proto, &args, raw),
+        Kind::Read if is(b"CLUSTER") => return view(cluster, client, proto, &args, raw),
         Kind::Read if is(b"DBSIZE") && args.len() == 1 => {
             return everywhere(shard, cluster, client, proto, &args, raw, Merge::Sum);
         }
@@ -86,54 +85,25 @@ pub fn dispatch(
         Kind::Read if on_every_master(&args) => {
             return everywhere(shard, cluster, client, proto, &args, raw, Merge::Same);
         }
-        Kind::Read if (is(b"EXISTS") || is(b"TOUCH")) && args.len() > 2 => {
-            let keys = (1..args.len()).map(|i| (i, super::slots::key_slot(args.get(i))));
-            let groups = by_slot(keys);
-            if groups.len() > 1 {
-                return split(
-                    shard,
-                    cluster,
-                    client,
-                    proto,
-                    &args,
-                    groups,
-                    false,
-                    Merge::Sum,
-                );
-            }
-        }
-        Kind::Write(_) if (is(b"DEL") || is(b"UNLINK")) && args.len() > 2 => {
-            let keys = (1..args.len()).map(|i| (i, super::slots::key_slot(args.get(i))));
-            let groups = by_slot(keys);
-            if groups.len() > 1 {
-                return split(
-                    shard,
-                    cluster,
-                    client,
-                    proto,
-                    &args,
-                    groups,
-                    false,
-                    Merge::Sum,
-                );
-            }
-        }
-        Kind::Write(_) if is(b"MSET") && args.len() > 3 && args.len() % 2 == 1 => {
-            let keys = (1..args.len())
-                .step_by(2)
-                .map(|i| (i, super::slots::key_slot(args.get(i))));
-            let groups = by_slot(keys);
-            if groups.len() > 1 {
-                return split(
-                    shard,
-                    cluster,
-                    client,
-                    proto,
-                    &args,
-                    groups,
-                    true,
-                    Merge::AllOk,
-                );
+        // Multi-key commands whose keys span slots: one command per slot, merged.
+        Kind::Read | Kind::Write(_) => {
+            let (pairs, merge) = match () {
+                _ if is(b"EXISTS") || is(b"TOUCH") || is(b"DEL") || is(b"UNLINK") => {
+                    (false, Merge::Sum)
+                }
+                _ if is(b"MSET") && args.len() % 2 == 1 => (true, Merge::AllOk),
+                _ => (false, Merge::Same),
+            };
+            if !matches!(merge, Merge::Same) && args.len() > 2 {
+                let step = if pairs { 2 } else { 1 };
+                let keys = (1..args.len())
+                    .step_by(step)
+                    .map(|i| (i, super::slots::key_slot(args.get(i))));
+                let groups = by_slot(keys);
+                if groups.len() > 1 {
+                    let how = (pairs, merge);
+                    return split(shard, cluster, client, proto, &args, groups, how);
+                }
             }
         }
         _ => {}
@@ -148,6 +118,34 @@ pub fn dispatch(
         None if read => shard.keyless_conn(),
         None => cluster.any_master(),
     };
+    let evict = || {
+        if let (Kind::Write(keys), true) = (class.kind, shard.cache_on) {
+            invalidate(shard, &args, keys);
+        }
+    };
+    forward(
+        cluster,
+        client,
+        conn,
+        &args,
+        raw,
+        (class.shape, proto),
+        evict,
+    )
+}
+
+/// Forwards the client's request to `conn` (or answers CLUSTERDOWN when no node serves it),
+/// its reply relayed in `(shape, proto)`; `before` runs once it is sure to be sent (a write's
+/// keys are evicted only then).
+fn forward(
+    cluster: &Cluster,
+    client: &Rc<ClientShared>,
+    conn: Option<Rc<Conn<Waiter>>>,
+    args: &Args,
+    raw: Option<&[u8]>,
+    (shape, proto): (crate::resp::convert::Shape, Proto),
+    before: impl FnOnce(),
+) -> Flow {
     let Some(conn) = conn else {
         return clusterdown(client);
     };
@@ -156,13 +154,9 @@ pub fn dispatch(
     {
         return flow;
     }
-    if let Kind::Write(keys) = class.kind {
-        if shard.cache_on {
-            invalidate(shard, &args, keys);
-        }
-    }
+    before();
     let seq = client.push_pending();
-    let inner = match crate::pubsub::counts::fix_for(&args) {
+    let inner = match crate::pubsub::counts::fix_for(args) {
         Some(fix) => Waiter::Counted {
             client: client.clone(),
             seq,
@@ -172,11 +166,11 @@ pub fn dispatch(
         None => Waiter::Reply {
             client: client.clone(),
             seq,
-            shape: class.shape,
+            shape,
             proto,
         },
     };
-    conn.send_request(raw, &args, inner);
+    conn.send_request(raw, args, inner);
     Flow::Next
 }
 
@@ -231,26 +225,8 @@ fn get(
     if let Some(flow) = switching_at(cluster.token(), client) {
         return flow;
     }
-    if let Some(reply) = shard.cache.borrow_mut().get_in(0, key, shard.now()) {
-        stats::count(Stat::Hit);
-        client.push_local(|o| put_cached(o, reply, proto));
+    if crate::dispatch::served_or_joined(shard, client, 0, key, proto) {
         return Flow::Next;
-    }
-    match shard
-        .inflight
-        .borrow_mut()
-        .join(0, key, client, proto, || client.push_pending())
-    {
-        Join::Joined => {
-            stats::count(Stat::Miss);
-            return Flow::Next;
-        }
-        Join::Value(v) => {
-            stats::count(Stat::Miss);
-            client.push_local(|o| put_cached(o, &v, proto));
-            return Flow::Next;
-        }
-        Join::Start => {}
     }
     let Some(conn) = cluster.route(super::slots::key_slot(key), true) else {
         return clusterdown(client);
@@ -301,23 +277,9 @@ fn mget(
     let keys = (1..args.len()).map(|i| (i, super::slots::key_slot(args.get(i))));
     let groups = by_slot(keys);
     if groups.len() == 1 {
-        let Some(conn) = cluster.route(groups[0].0, true) else {
-            return clusterdown(client);
-        };
-        if let Some(flow) =
-            switching_at(cluster.token(), client).or_else(|| not_admitted(&conn, client, 1))
-        {
-            return flow;
-        }
-        let seq = client.push_pending();
-        let inner = Waiter::Reply {
-            client: client.clone(),
-            seq,
-            shape: crate::resp::convert::Shape::Plain,
-            proto,
-        };
-        conn.send_request(raw, &args, inner);
-        return Flow::Next;
+        let conn = cluster.route(groups[0].0, true);
+        let reply = (crate::resp::convert::Shape::Plain, proto);
+        return forward(cluster, client, conn, &args, raw, reply, || {});
     }
     let n = args.len() - 1;
     let merge = Merge::Mget {
@@ -327,11 +289,10 @@ fn mget(
             .collect(),
         n,
     };
-    split(shard, cluster, client, proto, &args, groups, false, merge)
+    split(shard, cluster, client, proto, &args, groups, (false, merge))
 }
 
 /// One command per slot group (`pairs`: each key is followed by its value), merged.
-#[allow(clippy::too_many_arguments)]
 fn split(
     shard: &Rc<Shard>,
     cluster: &Cluster,
@@ -339,8 +300,7 @@ fn split(
     proto: Proto,
     args: &Args,
     groups: Vec<(u16, Vec<usize>)>,
-    pairs: bool,
-    merge: Merge,
+    (pairs, merge): (bool, Merge),
 ) -> Flow {
     let read = !pairs
         && !args.get(0).eq_ignore_ascii_case(b"DEL")
@@ -453,21 +413,16 @@ fn scan(
         .and_then(|c| c.parse::<u64>().ok())
     else {
         // Not a cursor: Redis's own error, from any node.
-        let Some(conn) = masters.first() else {
-            return clusterdown(client);
-        };
-        if let Some(flow) = admit_all(cluster, client, std::slice::from_ref(conn)) {
-            return flow;
-        }
-        let seq = client.push_pending();
-        let inner = Waiter::Reply {
-            client: client.clone(),
-            seq,
-            shape: crate::resp::convert::Shape::Plain,
-            proto,
-        };
-        conn.send_request(raw, args, inner);
-        return Flow::Next;
+        let reply = (crate::resp::convert::Shape::Plain, proto);
+        return forward(
+            cluster,
+            client,
+            masters.first().cloned(),
+            args,
+            raw,
+            reply,
+            || {},
+        );
     };
     let node = cursor & ((1 << SCAN_NODE_BITS) - 1);
     let Some(conn) = masters.get(node as usize) else {
@@ -500,7 +455,6 @@ fn scan(
 
 /// CLUSTER: the one-node view, or the node serving the slot asked about.
 fn view(
-    shard: &Rc<Shard>,
     cluster: &Cluster,
     client: &Rc<ClientShared>,
     proto: Proto,
@@ -524,22 +478,6 @@ fn view(
         super::view::Answer::Slot(slot) => cluster.route(slot, false),
         super::view::Answer::Any => cluster.any_master(),
     };
-    let _ = shard;
-    let Some(conn) = target else {
-        return clusterdown(client);
-    };
-    if let Some(flow) =
-        switching_at(cluster.token(), client).or_else(|| not_admitted(&conn, client, 1))
-    {
-        return flow;
-    }
-    let seq = client.push_pending();
-    let inner = Waiter::Reply {
-        client: client.clone(),
-        seq,
-        shape: crate::resp::convert::Shape::Plain,
-        proto,
-    };
-    conn.send_request(raw, args, inner);
-    Flow::Next
+    let reply = (crate::resp::convert::Shape::Plain, proto);
+    forward(cluster, client, target, args, raw, reply, || {})
 }
