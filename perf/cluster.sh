@@ -139,56 +139,10 @@ show_cmd() {
     printf '%s\n' "$s" >>"$CMDS"
 }
 
-# N distinct free loopback ports (bound simultaneously so they differ).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-}
+# free_ports, start_bg, wait_port, cpu_ticks
+# shellcheck source=perf/lib.sh
+source "$PERF_DIR/lib.sh"
 
-# start_bg NAME CMD... : start in background, remember pid in LAST_PID
-start_bg() {
-    local name="$1"
-    shift
-    show_cmd "$@"
-    (cd "$TMP" && exec "$@") >"$TMP/$name.log" 2>&1 &
-    LAST_PID=$!
-    PIDS+=("$LAST_PID")
-}
-
-# wait_port NAME PID PORT : wait until something accepts connections on PORT
-wait_port() {
-    local name="$1" pid="$2" port="$3" i
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$TMP/$name.log" >&2 || true
-            die "$name exited during startup"
-        fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    tail -n 20 "$TMP/$name.log" >&2 || true
-    die "$name did not listen on 127.0.0.1:$port within 15s"
-}
-
-# utime+stime (clock ticks) of a process, all threads; empty if gone
-cpu_ticks() {
-    local stat rest f
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo ""; return 0; }
-    rest="${stat##*) }" # comm may contain spaces; fields start at 3 (state)
-    read -r -a f <<<"$rest"
-    echo $((f[11] + f[12])) # fields 14 (utime) and 15 (stime)
-}
 
 # Sum of cpu_ticks over the cluster's nodes; empty if any is gone.
 redis_ticks() {
