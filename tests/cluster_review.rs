@@ -35,10 +35,31 @@ fn cached_nil_outlives_a_slot_move_on_other_shards() {
     let slot = key_slot(key.as_bytes());
     // Enough connections that both shards (SO_REUSEPORT) get some.
     let mut rs: Vec<Raw> = (0..8).map(|_| p.connect()).collect();
+    // A key of another slot, cached too: it must stay cached through the move.
+    let kept = (0..)
+        .map(|i| format!("kept{i}"))
+        .find(|k| key_slot(k.as_bytes()) != slot)
+        .unwrap();
+    assert_eq!(rs[0].cmd(&["SET", &kept, "x"]), ok());
     for r in rs.iter_mut() {
         assert_eq!(r.cmd(&["GET", key]), Reply::nil());
         assert_eq!(r.cmd(&["GET", key]), Reply::nil());
+        assert_eq!(r.cmd(&["GET", &kept]), Reply::bulk("x"));
     }
+    let gets = |port: u16| -> u64 {
+        let Reply::Bulk(Some(info)) = c.cmd(port, &["INFO", "commandstats"]) else {
+            return 0;
+        };
+        let info = String::from_utf8_lossy(&info).into_owned();
+        info.lines()
+            .find(|l| l.starts_with("cmdstat_get:"))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let kept_owner = c.owner_of_key(&kept);
+    let kept_gets = gets(kept_owner);
     let to = c
         .masters()
         .into_iter()
@@ -57,6 +78,17 @@ fn cached_nil_outlives_a_slot_move_on_other_shards() {
         stale.is_empty(),
         "clients {stale:?} still read nil after SET was acknowledged"
     );
+    // Only the moved slot's entries went: the other key is still served from every cache.
+    for r in rs.iter_mut() {
+        assert_eq!(r.cmd(&["GET", &kept]), Reply::bulk("x"));
+    }
+    if c.owner_of_key(&kept) == kept_owner {
+        assert_eq!(
+            gets(kept_owner),
+            kept_gets,
+            "the other slot's entries were dropped"
+        );
+    }
 }
 
 /// One client's SET is in flight to the old owner (stale map) when a reload moves the slot;

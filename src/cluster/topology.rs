@@ -13,15 +13,16 @@ use crate::shard::Shard;
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const NONE: u16 = u16::MAX;
 
-/// Bumped by a shard that saw slots change owner: every other shard then drops its cache
-/// too, since it may hold entries of those slots read from the old owner (a cached nil, which
-/// no migration deletes) that no invalidation will reach. Read once per batch of client
-/// input; written only when slots move.
+/// Bumped by a shard that saw slots change owner, after `SLOT_GEN` of each such slot: every
+/// other shard then drops its entries of those slots too, since it may hold some read from
+/// the old owner (a cached nil, which no migration deletes) that no invalidation will reach.
+/// Read once per batch of client input; written only when slots move.
 static SLOT_MOVES: AtomicU64 = AtomicU64::new(0);
+static SLOT_GEN: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
 /// Least time between two reloads of the slot map: a burst of MOVED or of failing
 /// connections costs a few reloads per second at most.
 const MIN_GAP_MS: u32 = 250;
@@ -54,8 +55,9 @@ pub struct Cluster {
     shard: RefCell<Weak<Shard>>,
     /// What the proxy calls itself to cluster-aware clients (`CLUSTER MYID`, `NODES`).
     pub node_id: String,
-    /// `SLOT_MOVES` as this shard last applied it.
+    /// `SLOT_MOVES` and `SLOT_GEN` as this shard last applied them.
     moves_seen: Cell<u64>,
+    gens_seen: RefCell<Box<[u32]>>,
     /// Hostnames of slot maps and redirections, resolved once (on the shard's thread).
     resolved: RefCell<hashbrown::HashMap<(String, u16), SocketAddr>>,
 }
@@ -89,7 +91,8 @@ impl Cluster {
             home,
             shard: RefCell::new(Weak::new()),
             node_id: node_id(cfg),
-            moves_seen: Cell::new(SLOT_MOVES.load(Ordering::Relaxed)),
+            moves_seen: Cell::new(SLOT_MOVES.load(Ordering::Acquire)),
+            gens_seen: RefCell::new(SLOT_GEN.iter().map(|g| g.load(Ordering::Relaxed)).collect()),
             resolved: RefCell::default(),
         };
         c.install(t, asked);
@@ -228,12 +231,31 @@ impl Cluster {
     /// Once per batch of client input: another shard saw slots move (see `SLOT_MOVES`).
     #[inline]
     pub fn check_moves(&self, shard: &Shard) {
-        let e = SLOT_MOVES.load(Ordering::Relaxed);
-        if e != self.moves_seen.get() {
-            self.moves_seen.set(e);
-            shard.flush_cache();
-            self.want_reload();
+        let e = SLOT_MOVES.load(Ordering::Acquire);
+        if e == self.moves_seen.get() {
+            return;
         }
+        self.moves_seen.set(e);
+        let mut changed = vec![false; SLOTS];
+        {
+            let mut seen = self.gens_seen.borrow_mut();
+            for (s, g) in SLOT_GEN.iter().enumerate() {
+                let g = g.load(Ordering::Relaxed);
+                if g != seen[s] {
+                    seen[s] = g;
+                    changed[s] = true;
+                }
+            }
+        }
+        let n = shard
+            .cache
+            .borrow_mut()
+            .remove_where(|k| changed[key_slot(k) as usize]);
+        shard
+            .stats
+            .invalidated(crate::observe::stats::Source::Flush, n as u64);
+        shard.inflight.borrow_mut().poison_all();
+        self.want_reload();
     }
 
     pub fn want_reload(&self) {
@@ -244,6 +266,12 @@ impl Cluster {
     /// not see the writes now, so they go; fetches in flight may fill from the old owner.
     fn changed(&self, shard: &Shard, changed: &[bool]) {
         self.epoch.set(self.epoch.get() + 1);
+        {
+            let mut seen = self.gens_seen.borrow_mut();
+            for (s, _) in changed.iter().enumerate().filter(|(_, &c)| c) {
+                seen[s] = SLOT_GEN[s].fetch_add(1, Ordering::Relaxed) + 1;
+            }
+        }
         self.moves_seen
             .set(SLOT_MOVES.fetch_add(1, Ordering::SeqCst) + 1);
         let n = shard
