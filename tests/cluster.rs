@@ -755,14 +755,7 @@ fn a_slow_node_delays_only_its_part() {
     let c = Cluster::start();
     let p = Proxy::start_with(
         &c.seeds(),
-        &[
-            "--threads",
-            "2",
-            "--backend-timeout",
-            "1s",
-            "--capacity",
-            "0",
-        ],
+        &["--threads", "2", "--backend-timeout", "1s"],
         &[],
     );
     let masters = c.masters();
@@ -852,4 +845,46 @@ fn prefer_replica_falls_back_to_the_master() {
     for _ in 0..50 {
         assert_eq!(r.cmd(&["STRLEN", key]), Reply::Int(1));
     }
+}
+
+/// Found by Redis's suite through a cluster: after a long script held a node past
+/// --backend-timeout, the proxy's reconnection met `-BUSY` in its handshake and panicked.
+/// It now waits until the node answers again.
+#[test]
+fn a_node_busy_with_a_script_does_not_bring_the_proxy_down() {
+    let c = Cluster::start_with(30000, &[]);
+    let p = Proxy::start_with(
+        &c.seeds(),
+        &["--threads", "1", "--backend-timeout", "1s"],
+        &[],
+    );
+    // A key of the shard's first node, whose connection also reads Redis's command table.
+    let node = c.owner_of_slot(0);
+    let key = c.key_in_slot_of_node(node, "busy");
+    let mut r = p.connect();
+    assert_eq!(r.cmd(&["SET", &key, "1"]), ok());
+    let mut looping = p.connect();
+    looping.send(&common::encode(&[
+        "EVAL",
+        "redis.call('get', KEYS[1]) while true do end",
+        "1",
+        &key,
+    ]));
+    // The script's connection times out and is reset; once the node answers -BUSY, every
+    // reconnection meets it in the handshake.
+    assert!(looping.read_reply().is_error());
+    assert!(wait_until(Duration::from_secs(15), || c
+        .cmd(node, &["PING"])
+        .error_text()
+        .is_some_and(|e| e.starts_with("BUSY"))));
+    let up_for = std::time::Instant::now();
+    while up_for.elapsed() < Duration::from_secs(2) {
+        assert_eq!(r.cmd(&["PING"]), Reply::pong(), "the proxy went down");
+    }
+    assert_eq!(c.cmd(node, &["SCRIPT", "KILL"]), ok());
+    assert!(
+        wait_until(Duration::from_secs(10), || r.cmd(&["GET", &key])
+            == bulk("1")),
+        "service did not come back once the script was killed"
+    );
 }

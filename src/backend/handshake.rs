@@ -106,7 +106,8 @@ pub async fn open(p: &Params, hello: bool) -> Result<Opened, String> {
         }
         let reply = roundtrip(&mut stream, &mut buf, &[b"CONFIG", b"GET", b"databases"]).await?;
         let mut c = Cursor::new(&reply);
-        if let Some((b'*' | b'%', 1..)) = c.header() {
+        let map = matches!(reply.first(), Some(b'*' | b'%'));
+        if let (true, Some((b'*' | b'%', 1..))) = (map, c.header()) {
             c.bulk();
             server.databases = c
                 .bulk()
@@ -167,6 +168,11 @@ pub(crate) async fn roundtrip(
         match frame_len(buf) {
             Ok(Some(info)) => {
                 let frame = buf.split_to(info.len);
+                if frame.starts_with(b"-BUSY") {
+                    // A script holds Redis: a connection set up now would miss what Redis
+                    // refuses meanwhile (CLIENT TRACKING): try again later.
+                    return Err(format!("Redis is busy: {}", error_text(&frame)));
+                }
                 if !info.push {
                     return Ok(frame.to_vec());
                 }
@@ -193,6 +199,47 @@ pub(crate) async fn roundtrip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by Redis's suite through a cluster: a connection made while a script ran got
+    /// `-BUSY` to CONFIG GET, whose parse took it for an array, and the proxy panicked.
+    #[test]
+    fn busy_during_the_handshake_fails_it() {
+        let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b);
+            let busy = b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.\r\n";
+            let _ = s.write_all(busy);
+            let _ = s.read(&mut b);
+        });
+        let p = Params {
+            addr,
+            user: None,
+            password: None,
+            db: 0,
+            tracking: true,
+            commands: true,
+            connect_timeout: std::time::Duration::from_secs(1),
+            label: "test".into(),
+            log_connects: false,
+            bcast: false,
+            readonly: false,
+        };
+        let got = rt
+            .unwrap()
+            .block_on(async { open(&p, true).await.map(|_| ()) });
+        assert!(
+            matches!(&got, Err(e) if e.starts_with("Redis is busy: BUSY")),
+            "{got:?}"
+        );
+        server.join().unwrap();
+    }
 
     #[test]
     fn reads_hello() {
