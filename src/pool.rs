@@ -76,12 +76,19 @@ impl Pool {
                 busy.swap_remove(i);
             }
         }
+        let targets = Self::targets(shard);
+        let idle_there = self
+            .idle
+            .borrow()
+            .iter()
+            .filter(|c| c.params.addr == conn.params.addr)
+            .count();
         let reusable = clean
             && conn.status() == Status::Up
             && conn.in_flight() == 0
             && conn.params.db == shard.cfg.redis.db
-            && conn.params.addr == shard.redis_addr
-            && self.idle.borrow().len() < self.warm;
+            && targets.contains(&conn.params.addr)
+            && idle_there < self.warm;
         if reusable {
             self.idle.borrow_mut().push(conn.clone());
         } else {
@@ -89,13 +96,34 @@ impl Pool {
         }
     }
 
-    /// Keeps `--backend-idle-connections` warm ones open.
+    /// Where warm connections are kept: Redis, or every master of a cluster (a blocking
+    /// command or WATCH on any of them then starts without a connect, which another
+    /// client's command sent after it could overtake).
+    fn targets(shard: &Shard) -> Vec<SocketAddr> {
+        match &shard.cluster {
+            Some(c) => c.master_addrs(),
+            None => vec![shard.redis_addr],
+        }
+    }
+
+    /// Keeps `--backend-idle-connections` warm ones open, per target; drops idle ones to
+    /// nodes that are no longer masters.
     pub fn top_up(&self, shard: &Rc<Shard>) {
+        let targets = Self::targets(shard);
         let mut idle = self.idle.borrow_mut();
-        idle.retain(|c| c.status() != Status::Closed);
-        while idle.len() < self.warm {
-            let db = shard.cfg.redis.db;
-            idle.push(self.open(shard, shard.redis_addr, db));
+        idle.retain(|c| {
+            let keep = c.status() != Status::Closed && targets.contains(&c.params.addr);
+            if !keep {
+                close(&**c, &**shard, "no longer a warm connection's target");
+            }
+            keep
+        });
+        let db = shard.cfg.redis.db;
+        for addr in targets {
+            let have = idle.iter().filter(|c| c.params.addr == addr).count();
+            for _ in have..self.warm {
+                idle.push(self.open(shard, addr, db));
+            }
         }
     }
 

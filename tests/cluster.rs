@@ -888,3 +888,54 @@ fn a_node_busy_with_a_script_does_not_bring_the_proxy_down() {
         "service did not come back once the script was killed"
     );
 }
+
+/// A blocking command starts at once on any master (warm dedicated connections to each):
+/// another client's command sent after it does not overtake it. Found by Redis's suite
+/// (stream-cgroups): with a connect per blocking command, a DEL sent just after an
+/// XREADGROUP ... BLOCK reached the node first in most tries.
+#[test]
+fn a_blocking_command_is_not_overtaken_on_another_master() {
+    let c = Cluster::start();
+    // One shard: two shards read their clients in parallel, with no order between them.
+    let p = Proxy::start_with(&c.seeds(), &["--threads", "1"], &[]);
+    let home = c.owner_of_slot(0);
+    let node = c.masters().into_iter().find(|&m| m != home).unwrap();
+    let key = c.key_in_slot_of_node(node, "stream");
+    let mut r = p.connect();
+    // Warm connections are opened by the shards' first ticks.
+    assert!(wait_until(Duration::from_secs(5), || {
+        matches!(c.cmd(node, &["INFO", "clients"]), Reply::Bulk(Some(b))
+            if String::from_utf8_lossy(&b).lines().any(|l| l.starts_with("connected_clients:")
+                && l[18..].trim().parse::<u32>().unwrap_or(0) >= 2))
+    }));
+    let mut right = 0;
+    for _ in 0..20 {
+        r.cmd(&["DEL", &key]);
+        r.cmd(&["XADD", &key, "1-1", "f", "v"]);
+        assert_eq!(r.cmd(&["XGROUP", "CREATE", &key, "g", "$"]), ok());
+        let mut reader = p.connect();
+        let mut deleter = p.connect();
+        reader.send(&common::encode(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "a",
+            "BLOCK",
+            "0",
+            "STREAMS",
+            &key,
+            ">",
+        ]));
+        assert_eq!(deleter.cmd(&["DEL", &key]), Reply::Int(1));
+        reader.set_read_timeout(Duration::from_secs(5));
+        match reader.read_reply() {
+            Reply::Error(e) if e.starts_with("UNBLOCKED") => right += 1,
+            Reply::Error(e) if e.starts_with("NOGROUP") => {} // ran after the DEL
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        right >= 15,
+        "the blocking command ran first in only {right} of 20 tries"
+    );
+}

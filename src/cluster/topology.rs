@@ -152,6 +152,18 @@ impl Cluster {
             .collect()
     }
 
+    /// The masters' addresses, without opening connections to them.
+    pub fn master_addrs(&self) -> Vec<SocketAddr> {
+        let nodes = self.nodes.borrow();
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for &m in self.masters.borrow().iter() {
+            if m != NONE && !out.contains(&nodes[m as usize].addr) {
+                out.push(nodes[m as usize].addr);
+            }
+        }
+        out
+    }
+
     /// The node's connection, opened on first use (again, if it was retired).
     fn conn(&self, i: usize, replica: bool) -> Rc<Conn<Waiter>> {
         if let Some(c) = &self.nodes.borrow()[i].conn {
