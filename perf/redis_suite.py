@@ -7,10 +7,13 @@
       print a port P with P and P+10000 free on 127.0.0.1 (for test_helper's own server)
   redis_suite.py parse LOG --unit U --mode M --rc RC --seconds S [--server-died] >> runs.jsonl
       turn one test_helper.tcl output log into one JSON line
-  redis_suite.py report runs.jsonl --md OUT.md --details OUT-details.md [--header FILE]
-      per-unit table (stdout and OUT.md) and per-test details (OUT-details.md)
+  redis_suite.py report runs.jsonl --md OUT.md --details OUT-details.md [--header FILE] [--rules TSV]
+      per-unit table (stdout and OUT.md) and per-test details (OUT-details.md); with --rules,
+      also a list of the tests that fail through the proxy and pass direct (and of the tests
+      that aborted a unit through the proxy only), each with its error and its class
 """
 import argparse
+import fnmatch
 import json
 import re
 import socket
@@ -171,6 +174,8 @@ def cmd_parse(a):
         res["exception_text"] = sanitize(res["exception_text"], subs)
     res["err"] = [[sanitize(n, subs), sanitize(m, subs)] for n, m in res["err"]]
     res.update(unit=a.unit, mode=a.mode, rc=a.rc, seconds=a.seconds, server_died=a.server_died)
+    if a.proxy_exit is not None:
+        res["proxy_exit"] = a.proxy_exit
     res["status"] = status_of(res)
     print(json.dumps(res))
 
@@ -181,6 +186,65 @@ def md_escape(s):
 
 def shorten(s, n=160):
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def load_rules(path):
+    """Tab-separated lines: unit glob, test-name regex, error regex (empty: any), class, reason.
+    '#' starts a comment line. The first rule that matches a failure classifies it."""
+    rules = []
+    with open(path, encoding="utf-8") as f:
+        for ln, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            cols = line.split("\t")
+            if len(cols) != 5:
+                raise SystemExit("%s:%d: want 5 tab-separated columns, got %d" % (path, ln, len(cols)))
+            unit, test, err, cls, reason = cols
+            rules.append({"unit": unit, "test": re.compile(test), "err": re.compile(err) if err else None,
+                          "cls": cls, "reason": reason, "line": ln, "used": 0})
+    return rules
+
+
+def classify(rules, unit, name, msg):
+    for r in rules:
+        if fnmatch.fnmatchcase(unit, r["unit"]) and r["test"].search(name) and (
+                r["err"] is None or r["err"].search(msg or "")):
+            r["used"] += 1
+            return r["cls"], r["reason"]
+    return "unclassified", ""
+
+
+def classified_section(runs, analysis, rules):
+    """Markdown lines: every proxy-only failure and proxy-only abort, with its class."""
+    items = []
+    for unit, by in runs.items():
+        d, p = by.get("direct"), by.get("proxy")
+        if not (d and p):
+            continue
+        for n, m in analysis[unit]["proxy_only_fail"]:
+            items.append((unit, n, "fail", m))
+        if p["status"] != "complete" and d["status"] == "complete":
+            n = p.get("exception_test") or "(outside a test)"
+            what = "%s, %d not reached" % (p["status"], len(analysis[unit]["not_reached"]))
+            items.append((unit, n, what, p.get("exception") or ""))
+    counts = Counter()
+    out = []
+    for unit, n, what, msg in items:
+        cls, reason = classify(rules, unit, n, msg)
+        counts[cls] += 1
+        out.append("| `%s` | %s | %s | `%s` | **%s** | %s |" % (
+            unit, md_escape(n), what, md_escape(shorten(msg, 200)).replace("`", "'"), cls, md_escape(reason)))
+    md = ["## Fail through the proxy, pass direct: classified\n"]
+    if not items:
+        md += ["None.", ""]
+        return md, counts
+    md.append("By class: " + ", ".join("%s %d" % (c, k) for c, k in sorted(counts.items())) + ".\n")
+    md.append("| unit | test | how | error (first line) | class | why |")
+    md.append("|---|---|---|---|---|---|")
+    md += out
+    md.append("")
+    return md, counts
 
 
 def cmd_report(a):
@@ -286,6 +350,23 @@ def cmd_report(a):
         md.append("## Units that did not complete (first exception line)\n")
         md += aborted
         md.append("")
+    bad_exit = [(u, r["proxy_exit"]) for u, by in runs.items() for r in by.values()
+                if r.get("proxy_exit") not in (None, 0, 143)]
+    if bad_exit:
+        md.append("## redis-proxy ended abnormally (exit status other than 0 or SIGTERM's 143)\n")
+        md += ["- `%s`: exit status %d%s" % (u, st, " (SIGABRT: the proxy aborts on a panic; "
+               "its message, when it reached the log, is in the raw proxy log)" if st == 134 else "")
+               for u, st in bad_exit]
+        md.append("")
+    classified = None
+    if a.rules and len(modes) == 2:
+        rules = load_rules(a.rules)
+        classified, _ = classified_section(runs, analysis, rules)
+        md += classified
+        unused = [r for r in rules if not r["used"]]
+        if unused:
+            print("note: rules that matched nothing in this run (flaky failures, or DURABLE-specific): "
+                  + ", ".join("line %d" % r["line"] for r in unused), file=sys.stderr)
     with open(a.md, "w", encoding="utf-8") as f:
         f.write("\n".join(md))
 
@@ -328,6 +409,9 @@ def cmd_report(a):
     if aborted:
         print()
         print("\n".join(aborted))
+    if classified:
+        print()
+        print("\n".join(classified))
 
 
 def main():
@@ -342,6 +426,7 @@ def main():
     p.add_argument("--rc", type=int, required=True)
     p.add_argument("--seconds", type=int, required=True)
     p.add_argument("--server-died", action="store_true")
+    p.add_argument("--proxy-exit", type=int, help="the proxy's exit status when it was stopped")
     p.add_argument("--src", action="append", help="path prefix to drop from messages (the source dir)")
     p.add_argument("--strip", action="append", help="path to replace by <tmp> in messages")
     r = sub.add_parser("report")
@@ -349,6 +434,7 @@ def main():
     r.add_argument("--md", required=True)
     r.add_argument("--details", required=True)
     r.add_argument("--header")
+    r.add_argument("--rules", help="classify proxy-only failures with this TSV (see load_rules)")
     a = ap.parse_args()
     if a.cmd == "port":
         print(free_port())
