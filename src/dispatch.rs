@@ -683,16 +683,31 @@ fn get(
     if let Some(flow) = switching(conn, client).or_else(|| not_admitted(conn, client, 2)) {
         return flow;
     }
+    start_fetch(shard, conn, client, db, &args, raw, proto);
+    Flow::Next
+}
+
+/// A cache fill of `GET key` (`args`) on `conn`: `GET` and `PTTL` back to back, the client the
+/// fetch's first waiter. The caller has checked that `conn` takes two requests.
+pub(crate) fn start_fetch(
+    shard: &Shard,
+    conn: &Conn<Waiter>,
+    client: &Rc<ClientShared>,
+    db: u8,
+    args: &Args,
+    raw: Option<&[u8]>,
+    proto: Proto,
+) {
+    let key = args.get(1);
     let seq = client.push_pending();
     let f = shard
         .inflight
         .borrow_mut()
         .start(db, key, (client.clone(), seq, proto), shard.now());
     f.borrow_mut().at = conn.order().1;
-    conn.send_request(raw, &args, Waiter::Get(f.clone()));
+    conn.send_request(raw, args, Waiter::Get(f.clone()));
     conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
     stats::forwarded_as_miss(2);
-    Flow::Next
 }
 
 /// A GET answered from the cache, or from (or joined to) a fetch of the key under way;

@@ -367,24 +367,16 @@ fn reads_from_replicas() {
     c.cmd(replica, &["CONFIG", "RESETSTAT"]);
     assert_eq!(r.cmd(&["GET", key]), bulk("1"));
     assert_eq!(r.cmd(&["STRLEN", key]), Reply::Int(1));
-    let calls = |port: u16, cmd: &str| -> u64 {
-        let Reply::Bulk(Some(info)) = c.cmd(port, &["INFO", "commandstats"]) else {
-            return 0;
-        };
-        let info = String::from_utf8_lossy(&info).into_owned();
-        info.lines()
-            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
-            .and_then(|l| l.split("calls=").nth(1))
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    assert_eq!(calls(replica, "get"), 1, "the miss filled from the replica");
-    assert_eq!(calls(replica, "strlen"), 1);
-    assert_eq!(calls(owner, "get"), 0);
+    assert_eq!(
+        c.cmdstat_calls(replica, "get"),
+        1,
+        "the miss filled from the replica"
+    );
+    assert_eq!(c.cmdstat_calls(replica, "strlen"), 1);
+    assert_eq!(c.cmdstat_calls(owner, "get"), 0);
     // Writes go to the master; the replica's invalidation then reaches the cache.
     assert_eq!(r.cmd(&["SET", key, "22"]), ok());
-    assert_eq!(calls(owner, "set"), 1);
+    assert_eq!(c.cmdstat_calls(owner, "set"), 1);
     assert!(wait_until(Duration::from_secs(5), || r.cmd(&["GET", key])
         == bulk("22")));
 }
@@ -808,30 +800,18 @@ fn prefer_replica_falls_back_to_the_master() {
     let replica = c.replicas_of(owner)[0];
     let mut r = p.connect();
     assert_eq!(r.cmd(&["SET", key, "1"]), ok());
-    let gets = |port: u16| -> u64 {
-        let Reply::Bulk(Some(info)) = c.cmd(port, &["INFO", "commandstats"]) else {
-            return 0;
-        };
-        let info = String::from_utf8_lossy(&info).into_owned();
-        info.lines()
-            .find(|l| l.starts_with("cmdstat_strlen:"))
-            .and_then(|l| l.split("calls=").nth(1))
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     // Replicated, then read from the replica (once its connection is up: the first reads,
     // while it opens, go to the master).
     assert!(
         wait_until(Duration::from_secs(5), || {
-            r.cmd(&["STRLEN", key]) == Reply::Int(1) && gets(replica) >= 1
+            r.cmd(&["STRLEN", key]) == Reply::Int(1) && c.cmdstat_calls(replica, "strlen") >= 1
         }),
         "no read reached the replica"
     );
     c.kill(replica);
     // From now on every read is answered (the master takes them once the replica's
     // connection is seen down).
-    let before = gets(owner);
+    let before = c.cmdstat_calls(owner, "strlen");
     for _ in 0..50 {
         let got = r.cmd(&["STRLEN", key]);
         assert!(got == Reply::Int(1) || got.is_error(), "{got:?}");
@@ -839,7 +819,7 @@ fn prefer_replica_falls_back_to_the_master() {
     assert!(
         wait_until(Duration::from_secs(5), || r.cmd(&["STRLEN", key])
             == Reply::Int(1)
-            && gets(owner) > before),
+            && c.cmdstat_calls(owner, "strlen") > before),
         "reads did not move to the master"
     );
     for _ in 0..50 {

@@ -46,20 +46,8 @@ fn cached_nil_outlives_a_slot_move_on_other_shards() {
         assert_eq!(r.cmd(&["GET", key]), Reply::nil());
         assert_eq!(r.cmd(&["GET", &kept]), Reply::bulk("x"));
     }
-    let gets = |port: u16| -> u64 {
-        let Reply::Bulk(Some(info)) = c.cmd(port, &["INFO", "commandstats"]) else {
-            return 0;
-        };
-        let info = String::from_utf8_lossy(&info).into_owned();
-        info.lines()
-            .find(|l| l.starts_with("cmdstat_get:"))
-            .and_then(|l| l.split("calls=").nth(1))
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     let kept_owner = c.owner_of_key(&kept);
-    let kept_gets = gets(kept_owner);
+    let kept_gets = c.cmdstat_calls(kept_owner, "get");
     let to = c
         .masters()
         .into_iter()
@@ -84,7 +72,7 @@ fn cached_nil_outlives_a_slot_move_on_other_shards() {
     }
     if c.owner_of_key(&kept) == kept_owner {
         assert_eq!(
-            gets(kept_owner),
+            c.cmdstat_calls(kept_owner, "get"),
             kept_gets,
             "the other slot's entries were dropped"
         );

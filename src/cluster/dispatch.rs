@@ -203,13 +203,6 @@ fn request(args: &Args, raw: Option<&[u8]>) -> Bytes {
     }
 }
 
-/// Queues `req` on a node's connection (which keeps it until its reply, to follow a
-/// redirection).
-#[inline]
-fn send_routed(conn: &Rc<Conn<Waiter>>, req: &[u8], inner: Waiter) {
-    conn.send_raw(req, inner);
-}
-
 fn get(
     shard: &Rc<Shard>,
     cluster: &Cluster,
@@ -231,19 +224,10 @@ fn get(
     let Some(conn) = cluster.route(super::slots::key_slot(key), true) else {
         return clusterdown(client);
     };
-    if let Some(flow) =
-        switching_at(cluster.token(), client).or_else(|| not_admitted(&conn, client, 2))
-    {
+    if let Some(flow) = not_admitted(&conn, client, 2) {
         return flow;
     }
-    let seq = client.push_pending();
-    let f = shard
-        .inflight
-        .borrow_mut()
-        .start(0, key, (client.clone(), seq, proto), shard.now());
-    conn.send_request(raw, &args, Waiter::Get(f.clone()));
-    conn.send_args([&b"PTTL"[..], key].into_iter(), Waiter::Ttl(f));
-    stats::forwarded_as_miss(2);
+    crate::dispatch::start_fetch(shard, &conn, client, 0, &args, raw, proto);
     Flow::Next
 }
 
@@ -363,7 +347,7 @@ fn send_part(conn: &Rc<Conn<Waiter>>, req: Bytes, g: &super::split::GatherRef, i
             let text = String::from_utf8_lossy(&msg[1..msg.len() - 2]).into_owned();
             super::split::part_fail(g, i, &text);
         }
-        _ => send_routed(conn, &req, Waiter::Part(g.clone(), i as u32)),
+        _ => conn.send_raw(&req, Waiter::Part(g.clone(), i as u32)),
     }
 }
 

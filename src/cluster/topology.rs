@@ -40,6 +40,8 @@ pub struct Cluster {
     masters: RefCell<Box<[u16]>>,
     /// Slot -> index of the replica this shard reads it from (`NONE`: none).
     replicas: RefCell<Box<[u16]>>,
+    /// The distinct masters of `masters`, in slot order (kept with it, by `set_master`s).
+    master_list: RefCell<Vec<u16>>,
     /// Bumped whenever a slot changes owner: a client's requests sent before may be answered
     /// by another node than the ones after, so it waits for them (see `dispatch`).
     epoch: Cell<u64>,
@@ -82,6 +84,7 @@ impl Cluster {
             }]),
             masters: RefCell::new(vec![NONE; SLOTS].into_boxed_slice()),
             replicas: RefCell::new(vec![NONE; SLOTS].into_boxed_slice()),
+            master_list: RefCell::default(),
             epoch: Cell::new(0),
             wanted: Cell::new(!t.complete()),
             loading: Cell::new(false),
@@ -135,19 +138,14 @@ impl Cluster {
 
     /// A master for keyless commands: the one serving the lowest assigned slot.
     pub fn any_master(&self) -> Option<Rc<Conn<Waiter>>> {
-        let m = *self.masters.borrow().iter().find(|&&m| m != NONE)?;
+        let m = *self.master_list.borrow().first()?;
         Some(self.conn(m as usize, false))
     }
 
     /// Every master, in the order of the slots they serve (stable while the map is).
     pub fn all_masters(&self) -> Vec<Rc<Conn<Waiter>>> {
-        let mut seen: Vec<u16> = Vec::new();
-        for &m in self.masters.borrow().iter() {
-            if m != NONE && !seen.contains(&m) {
-                seen.push(m);
-            }
-        }
-        seen.into_iter()
+        let list = self.master_list.borrow().clone();
+        list.into_iter()
             .map(|m| self.conn(m as usize, false))
             .collect()
     }
@@ -155,13 +153,19 @@ impl Cluster {
     /// The masters' addresses, without opening connections to them.
     pub fn master_addrs(&self) -> Vec<SocketAddr> {
         let nodes = self.nodes.borrow();
-        let mut out: Vec<SocketAddr> = Vec::new();
+        let list = self.master_list.borrow();
+        list.iter().map(|&m| nodes[m as usize].addr).collect()
+    }
+
+    /// Derives `master_list` from `masters` (after they changed).
+    fn list_masters(&self) {
+        let mut list: Vec<u16> = Vec::new();
         for &m in self.masters.borrow().iter() {
-            if m != NONE && !out.contains(&nodes[m as usize].addr) {
-                out.push(nodes[m as usize].addr);
+            if m != NONE && !list.contains(&m) {
+                list.push(m);
             }
         }
-        out
+        *self.master_list.borrow_mut() = list;
     }
 
     /// The node's connection, opened on first use (again, if it was retired).
@@ -224,6 +228,7 @@ impl Cluster {
         let old = std::mem::replace(&mut self.masters.borrow_mut()[slot as usize], i);
         self.replicas.borrow_mut()[slot as usize] = NONE;
         if old != i {
+            self.list_masters();
             let mut changed = vec![false; SLOTS];
             changed[slot as usize] = true;
             self.changed(shard, &changed);
@@ -259,14 +264,7 @@ impl Cluster {
                 }
             }
         }
-        let n = shard
-            .cache
-            .borrow_mut()
-            .remove_where(|k| changed[key_slot(k) as usize]);
-        shard
-            .stats
-            .invalidated(crate::observe::stats::Source::Flush, n as u64);
-        shard.inflight.borrow_mut().poison_all();
+        drop_slots(shard, &changed);
         self.want_reload();
     }
 
@@ -286,14 +284,7 @@ impl Cluster {
         }
         self.moves_seen
             .set(SLOT_MOVES.fetch_add(1, Ordering::SeqCst) + 1);
-        let n = shard
-            .cache
-            .borrow_mut()
-            .remove_where(|k| changed[key_slot(k) as usize]);
-        shard
-            .stats
-            .invalidated(crate::observe::stats::Source::Flush, n as u64);
-        shard.inflight.borrow_mut().poison_all();
+        drop_slots(shard, changed);
     }
 
     /// Installs a slot map read from the node at `asked`; returns which slots changed master.
@@ -323,6 +314,7 @@ impl Cluster {
         }
         let old = std::mem::replace(&mut *self.masters.borrow_mut(), masters.into());
         *self.replicas.borrow_mut() = replicas.into();
+        self.list_masters();
         let new = self.masters.borrow();
         old.iter().zip(new.iter()).map(|(a, b)| a != b).collect()
     }
@@ -368,7 +360,7 @@ impl Cluster {
                 .any(|(i, n)| n.addr == a && used.binary_search(&(i as u16)).is_ok())
         };
         let lost = shard.pubsub.node().filter(|&a| !known(a));
-        let m = self.masters.borrow().iter().copied().find(|&m| m != NONE);
+        let m = self.master_list.borrow().first().copied();
         let to = m.map(|m| nodes[m as usize].addr);
         drop(nodes);
         if let (Some(lost), Some(to)) = (lost, to) {
@@ -407,8 +399,10 @@ impl Cluster {
     #[inline]
     pub fn flush(&self) {
         for n in self.nodes.borrow().iter() {
-            if let Some(c) = &n.conn {
-                c.flush();
+            match &n.conn {
+                // The shard flushes its shared connection itself.
+                Some(c) if !Rc::ptr_eq(c, &self.home) => c.flush(),
+                _ => {}
             }
         }
     }
@@ -434,6 +428,19 @@ impl Cluster {
                 v
             })
     }
+}
+
+/// Drops the shard's cached entries of the `changed` slots and bars fetches in flight from
+/// filling (they may read from the old owner).
+fn drop_slots(shard: &Shard, changed: &[bool]) {
+    let n = shard
+        .cache
+        .borrow_mut()
+        .remove_where(|k| changed[key_slot(k) as usize]);
+    shard
+        .stats
+        .invalidated(crate::observe::stats::Source::Flush, n as u64);
+    shard.inflight.borrow_mut().poison_all();
 }
 
 /// Asks the candidates in turn for `CLUSTER SLOTS` until one answers with a map.

@@ -571,6 +571,20 @@ impl Cluster {
         Raw::connect(port).cmd(args)
     }
 
+    /// How many times node `port` ran command `name` (`INFO commandstats`; 0 if never).
+    pub fn cmdstat_calls(&self, port: u16, name: &str) -> u64 {
+        let Reply::Bulk(Some(info)) = self.cmd(port, &["INFO", "commandstats"]) else {
+            return 0;
+        };
+        let prefix = format!("cmdstat_{}:", name.to_ascii_lowercase());
+        String::from_utf8_lossy(&info)
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("calls=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// A direct connection to one node.
     pub fn connect(&self, port: u16) -> Raw {
         Raw::connect(port)
