@@ -1,5 +1,29 @@
-# Shared by the perf scripts (sourced): ports, background processes, CPU ticks. The caller
-# defines TMP, PIDS, die and show_cmd.
+# Shared by the perf scripts (sourced): cleanup, ports, background processes, CPU ticks. The
+# caller defines TMP, PIDS, die and show_cmd.
+
+# Stops everything started (PIDS: TERM, then KILL after 3 s) and removes TMP, on any exit.
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+        for ((i = 0; i < 30; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap_cleanup() {
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
 
 # N distinct free loopback ports (bound simultaneously so they differ).
 free_ports() {

@@ -71,26 +71,10 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/redis-proxy-perf.XXXXXX")"
 export PERF_TMPDIR="$TMP"
 PIDS=()
 
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
-        for ((i = 0; i < 30; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# cleanup, free_ports, start_bg, wait_port, cpu_ticks
+# shellcheck source=perf/lib.sh
+source "$PERF_DIR/lib.sh"
+trap_cleanup
 
 CMDS="$TMP/commands.txt"   # command lines used, shown in latest.md
 RAW="$TMP/raw.tsv"         # one line per measured run
@@ -110,10 +94,6 @@ show_cmd() {
     s="${s//"$PROXY_BIN"/"$PROXY_DISPLAY"}"
     printf '%s\n' "$s" >>"$CMDS"
 }
-
-# free_ports, start_bg, wait_port, cpu_ticks
-# shellcheck source=perf/lib.sh
-source "$PERF_DIR/lib.sh"
 
 
 # bench ARGS... : run redis-benchmark, bounded; prints its csv to stdout
